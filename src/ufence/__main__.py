@@ -1,0 +1,3 @@
+from ufence.cli import main
+
+raise SystemExit(main())
