@@ -100,7 +100,8 @@ def _options(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     for key, value in raw.items():
         canon = settings.by_name(key).canonical(value)
         if key == "sample_interval" and args.sample_interval is not None and canon in ("0", "-1"):
-            raise UsageError(f"--sample-interval {canon} is not sampling: use --mode {'off' if canon == '0' else 'full'}")
+            other = "off" if canon == "0" else "full"
+            raise UsageError(f"--sample-interval {canon} is not sampling: use --mode {other}")
         if ":" in canon:  # UFENCE_OPTIONS separates entries with ':'
             raise UfenceError(f"{key}: value may not contain ':'")
         out[key] = canon
