@@ -1,0 +1,284 @@
+"""ProcessBackend: the Backend protocol over one engine's state file."""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ufence import settings as S
+from ufence.backends.process import layout as L
+from ufence.backends.process.rundir import alive, locate
+from ufence.backends.process.shm import ShmFile
+from ufence.errors import TargetGone, UfenceError
+from ufence.model import Frame, Object, ObjectState, Report, Snapshot, Stats, Track
+
+ACK_TIMEOUT = 1.0
+_FUTEX_WAKE = 1
+_SYS_FUTEX = {"x86_64": 202, "aarch64": 98, "arm64": 98}
+
+_STATE = {L.SLOT_UNUSED: ObjectState.UNUSED, L.SLOT_ALLOCATED: ObjectState.ALLOCATED, L.SLOT_FREED: ObjectState.FREED}
+
+
+def mode_of(sample_interval: int) -> str:
+    return "full" if sample_interval < 0 else "off" if sample_interval == 0 else "sample"
+
+
+def _futex_wake(addr: int) -> None:
+    """Wake the engine's control thread waiting on request_seq (shared futex: no PRIVATE flag)."""
+    nr = _SYS_FUTEX.get(platform.machine())
+    if nr is None:
+        return  # the control thread also polls; the change just takes a little longer
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    libc.syscall(ctypes.c_long(nr), ctypes.c_void_p(addr), ctypes.c_int(_FUTEX_WAKE), ctypes.c_int(1),
+                 None, None, ctypes.c_int(0))
+
+
+class ProcessBackend:
+    name = "process"
+
+    def __init__(self, pid: int, path: Path | None = None, uid: int | None = None) -> None:
+        self.pid = pid
+        if path is None:
+            path, uid = locate(pid)
+        self.path = path
+        self.uid = os.geteuid() if uid is None else uid
+        self.shm = ShmFile(path, self.uid)
+        self.hdr = self.shm.header()
+        if self.hdr.pid != pid:
+            raise UfenceError(f"{path}: file is for pid {self.hdr.pid}, not {pid}")
+
+    def close(self) -> None:
+        self.shm.close()
+
+    # -- identity --------------------------------------------------------
+
+    def alive(self) -> bool:
+        return alive(self.pid, self.hdr.proc_starttime)
+
+    def meta(self) -> dict[str, Any]:
+        h = self.hdr
+        return {
+            "pid": h.pid, "ppid": h.ppid, "uid": h.uid, "comm": L.cstr(h.comm), "exe": L.cstr(h.exe),
+            "cmdline": L.cstr(h.cmdline), "engine_version": L.cstr(h.engine_version),
+            "start_time": h.start_realtime_ns / 1e9, "alive": self.alive(), "state_file": str(self.path),
+            "page_size": h.page_size,
+        }
+
+    # -- settings --------------------------------------------------------
+
+    def settings(self) -> dict[str, str]:
+        self.hdr = self.shm.header()
+        raw = self.shm.settings_raw(self.hdr)
+        return {s.name: raw[s.index][1] for s in S.table() if s.index < len(raw)}
+
+    def set(self, changes: dict[str, str]) -> dict[str, str]:
+        """Apply all changes or none, through the engine; as writing a sysfs parameter."""
+        if not changes:
+            raise UfenceError("nothing to set")
+        table = S.table()
+        canon: dict[int, tuple[int, str]] = {}
+        for key, value in changes.items():
+            st = S.by_name(key)
+            text = st.canonical(value)
+            if not st.live:
+                raise UfenceError(f"{key} can only be chosen at start-up (ufence run --set {key}=...)")
+            if st.kind == "INT" or st.kind == "BOOL":
+                v = int(text)
+            elif st.kind == "ENUM":
+                v = st.choices.index(text)
+            else:
+                v = 0
+            canon[st.index] = (v, text)
+        if not self.alive():
+            raise TargetGone(f"process {self.pid} has exited: its state is read-only (ufence ps --prune removes it)")
+        with ShmFile(self.path, self.uid, writable=True) as w:
+            try:
+                _lock(w.fd)
+                h = w.header()
+                if max(canon) >= min(h.settings_count, len(table)):
+                    raise UfenceError("the engine of this process does not know one of these settings")
+                for idx, (v, text) in canon.items():
+                    w.write_request(h, idx, v, text)
+                mask = 0
+                for idx in canon:
+                    mask |= 1 << idx
+                w.put_u64("request_mask", mask)
+                seq = (w.get("request_seq") + 1) & 0xFFFFFFFF
+                w.put_u32("request_seq", seq)
+                _futex_wake(w.field_address("request_seq"))
+                deadline = time.monotonic() + ACK_TIMEOUT
+                while w.get("ack_seq") != seq:
+                    if time.monotonic() > deadline:
+                        if not self.alive():
+                            raise TargetGone(f"process {self.pid} exited before applying the change")
+                        raise UfenceError(f"process {self.pid} did not apply the change within {ACK_TIMEOUT:g} s "
+                                          "(its engine's control thread is not running)")
+                    time.sleep(0.001)
+                status = w.get("response_status")
+                if status != 0:
+                    msg = w.response_msg() or os.strerror(abs(status))
+                    raise UfenceError(f"change refused by process {self.pid}: {msg}")
+            finally:
+                fcntl.flock(w.fd, fcntl.LOCK_UN)
+        now = self.settings()
+        return {k: now[k] for k in changes if k in now}
+
+    # -- stats -----------------------------------------------------------
+
+    def counters(self) -> dict[str, int]:
+        self.hdr = self.shm.header()
+        vals = self.shm.stats_raw(self.hdr)
+        names = L.STAT_NAMES + tuple(f"stat_{i}" for i in range(len(L.STAT_NAMES), len(vals)))
+        return dict(zip(names, vals, strict=False))
+
+    def stats(self) -> Stats:
+        c = self.counters()
+        cfg = self.settings()
+        iv = _int(cfg.get("sample_interval"))
+        mode = mode_of(iv)
+        extra: dict[str, Any] = {
+            "pid": self.pid, "comm": L.cstr(self.hdr.comm), "alive": self.alive(),
+            "num_objects": _int(cfg.get("num_objects")),
+            "sample_interval": iv, "sample_rate": _int(cfg.get("sample_rate")),
+            "guard": L.GUARD_MECHANISMS.get(c.get("guard_mechanism", 0), "none"),
+            "pool_resident_bytes": c.get("pool_resident_bytes"),
+            "metadata_bytes": c.get("metadata_bytes"),
+            "pool_advice": f"raise num_objects: ufence set {self.pid} num_objects=N",
+        }
+        deg = c.get("degraded", 0)
+        if deg:
+            extra["degraded"] = [n for b, n in L.DEGRADED_REASONS.items() if deg & b] or [str(deg)]
+        return Stats(
+            source="process", enabled=mode != "off", counters=c, mode=mode,
+            pool_objects=c.get("pool_slots") or _int(cfg.get("num_objects")) or None,
+            pool_bytes=c.get("pool_reserved_bytes"), extra=extra,
+        )
+
+    # -- objects -----------------------------------------------------------
+
+    def modules(self) -> list[dict[str, Any]]:
+        return [
+            {"path": L.cstr(m.path), "start": m.start, "end": m.end, "base": m.base,
+             "build_id": bytes(m.build_id[: min(m.build_id_len, L.BUILD_ID_MAX)]).hex() or None}
+            for m in self.shm.modules(self.hdr)
+        ]
+
+    def objects(self) -> Iterator[Object]:
+        h = self.hdr = self.shm.header()
+        mods = sorted(self.modules(), key=lambda m: m["start"])
+        count = self.counters().get("pool_slots") or h.slots_capacity
+        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+        cache: dict[int, list[Frame]] = {}
+        for i, s in self.shm.slots(h, h.slots_capacity):
+            if s is None:
+                continue  # changed under us every time we looked: skip it, as KFENCE does not lock
+            state = _STATE.get(s.state)
+            if state is None:
+                continue
+            if state is ObjectState.UNUSED:
+                if i < count:
+                    yield Object(index=i, state=state)
+                continue
+            obj = Object(
+                index=i, state=state, start=s.addr, end=s.addr + max(s.size, 1) - 1, size=s.size,
+                cache=L.size_class(s.size), flags=[n for b, n in L.SLOT_FLAGS.items() if s.flags & b],
+                alloc=self._track("allocated", s.alloc_tid, s.alloc_cpu, s.alloc_ns, s.alloc_stack, now, mods, cache),
+            )
+            if state is ObjectState.FREED:
+                obj.free = self._track("freed", s.free_tid, None, s.free_ns, s.free_stack, now, mods, cache)
+            yield obj
+
+    def _track(self, kind: str, tid: int, cpu: int | None, ns: int, stack: int, now: int,
+               mods: list[dict[str, Any]], cache: dict[int, list[Frame]]) -> Track:
+        t0 = self.hdr.start_monotonic_ns
+        if stack not in cache:
+            pcs = self.shm.stack(self.hdr, stack) or []
+            cache[stack] = [_frame(pc, mods) for pc in pcs]
+        return Track(
+            kind=kind, tid=tid, cpu=cpu,
+            timestamp=(ns - t0) / 1e9 if ns >= t0 else None,
+            age=(now - ns) / 1e9 if ns and now >= ns else None,
+            frames=[Frame(**{k: v for k, v in vars(f).items() if k != "inlined"}) for f in cache[stack]],
+            stack_id=stack or None,
+        )
+
+    # -- reports, snapshot ---------------------------------------------------
+
+    def report_dir(self) -> Path | None:
+        d = L.cstr(self.hdr.report_dir)
+        return Path(d) if d else None
+
+    def reports(self) -> Iterator[Report]:
+        d = self.report_dir()
+        if d is None or not d.is_dir():
+            return
+        files = sorted(d.glob(f"{self.pid}-*.json"), key=lambda p: _seq(p.name))
+        start = self.hdr.start_realtime_ns / 1e9
+        for f in files:
+            try:
+                data = json.loads(f.read_text())
+                rep = Report.from_dict(data)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # a half-written or foreign file is not a report of this process
+            # the same pid may have been used by an earlier process: keep only this one's
+            if rep.timestamp is not None and start and rep.timestamp < start - 1:
+                continue
+            yield rep
+
+    def snapshot(self) -> Snapshot:
+        st = self.stats()
+        cfg = self.settings()
+        objs = list(self.objects())
+        return Snapshot(
+            source="process", target=str(self.pid), taken_at=time.time(), objects=objs, stats=st,
+            settings=cfg, modules=self.modules(),
+            sampling={"mode": st.mode, "sample_interval": _int(cfg.get("sample_interval")),
+                      "sample_rate": _int(cfg.get("sample_rate")), "burst": _int(cfg.get("burst")),
+                      "num_objects": _int(cfg.get("num_objects"))},
+            meta=self.meta(),
+        )
+
+
+def _frame(pc: int, mods: list[dict[str, Any]]) -> Frame:
+    """Module and file-relative offset of a pc: pc - load bias is the ELF vaddr for PIE,
+    shared objects and (bias 0) non-PIE executables alike."""
+    for m in mods:
+        if m["start"] <= pc < m["end"]:
+            return Frame(pc=pc, module=m["path"] or None, offset=pc - m["base"], build_id=m["build_id"])
+    return Frame(pc=pc)
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or "0", 0)
+    except ValueError:
+        return 0
+
+
+def _seq(name: str) -> int:
+    try:
+        return int(name.rsplit("-", 1)[1].split(".")[0])
+    except (IndexError, ValueError):
+        return 0
+
+
+def _lock(fd: int) -> None:
+    """flock the file for writers, so two `ufence set` never interleave their requests."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN) or time.monotonic() > deadline:
+                raise UfenceError("another 'ufence set' holds this process's state file; try again") from None
+            time.sleep(0.01)
