@@ -1,0 +1,234 @@
+"""The symbolizer: frames in, function/file:line/inlined filled in place.
+
+Per call, frames are grouped by module; each module is resolved once per
+process (build-id check, debug file search, symbol table); the addresses not
+yet cached go to the line-table tool in one batch; results are cached by
+(build id or path, looked-up offset).
+
+Address convention: ``Frame.offset`` is ``pc - load bias``, i.e. the
+address in the ELF file's own virtual address space (what ``nm`` prints and
+``st_value``/``p_vaddr`` use; for a non-PIE executable it equals the pc).
+Non-leaf frames hold return addresses, so ``offset - 1`` is looked up to
+name the call instruction's line; a frame passed in ``exact`` (the faulting
+instruction) is looked up as is. ``function_offset`` is computed from the
+raw offset, as the kernel's ``%pS`` prints it.
+
+Inlining: the frame stays the physical function (``function`` = the symbol
+containing the pc, ``file:line`` = the line in it), and ``inlined`` lists the
+functions inlined at that pc, innermost first, each with its own file:line
+(the same order as pprof's Location.line minus the last entry).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+from ufence.model import Frame
+from ufence.symbolize import elf, modules, servers
+
+
+@dataclass(frozen=True)
+class Result:
+    locs: tuple[servers.Loc, ...]  # innermost first; empty = no line info
+    symbol: elf.Symbol | None
+
+
+class Symbolizer:
+    def __init__(self, tool: str | None = None) -> None:
+        self.tool_name, self.backend = _make_backend(tool)
+        self.demangler = servers.Demangler()
+        self.search_dirs: list[str] = []
+        self._modules: dict[tuple[str, str | None], modules.Module] = {}
+        self._cache: dict[tuple[str, int], Result] = {}
+        self._demangled: dict[str, str] = {}
+        self._notices: dict[str, None] = {}  # ordered set
+        self._lock = threading.Lock()
+        self.queries = 0  # addresses sent to the tool (not answered from cache)
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+        self.demangler.close()
+
+    # ---- notices ---------------------------------------------------------
+    def notices(self) -> list[str]:
+        return list(self._notices)
+
+    def clear_notices(self) -> None:
+        self._notices.clear()
+
+    def _notice(self, text: str) -> None:
+        self._notices.setdefault(text, None)
+
+    # ---- main entry --------------------------------------------------------
+    def symbolize(self, frames: Iterable[Frame], exact: Collection[Frame] = ()) -> None:
+        exact_ids = {id(f) for f in exact}
+        with self._lock:
+            work: list[tuple[Frame, modules.Module, int]] = []
+            for f in frames:
+                if f.module is None or f.offset is None or not f.module.startswith("/") or f.offset < 0:
+                    continue  # kernel frames, [vdso], anonymous code: left as they are
+                mod = self._module(f.module, f.build_id)
+                if not mod.usable:
+                    continue
+                look = f.offset if (id(f) in exact_ids or f.offset == 0) else f.offset - 1
+                work.append((f, mod, look))
+            local = self._fill_cache(work)
+            self._demangle_symbols(work, local)
+            for f, mod, look in work:
+                res = local.get((mod.cache_key, look)) or self._cache.get((mod.cache_key, look))
+                if res is not None:
+                    self._apply(f, mod, res)
+
+    def _module(self, path: str, build_id: str | None) -> modules.Module:
+        key = (path, build_id.lower() if build_id else None)
+        mod = self._modules.get(key)
+        if mod is None:
+            mod = self._modules[key] = modules.resolve(path, build_id, self.search_dirs)
+        for n in mod.notices:
+            self._notice(n)
+        return mod
+
+    def _fill_cache(self, work: list[tuple[Frame, modules.Module, int]]) -> dict[tuple[str, int], Result]:
+        """Answer the uncached addresses; returns this call's new results (also cached unless degraded)."""
+        todo: dict[str, tuple[modules.Module, dict[int, None]]] = {}
+        for _f, mod, look in work:
+            if (mod.cache_key, look) not in self._cache:
+                todo.setdefault(mod.cache_key, (mod, {}))[1].setdefault(look, None)
+        local: dict[tuple[str, int], Result] = {}
+        if not todo:
+            return local
+        by_file: dict[str, list[int]] = {}
+        for mod, addrs in todo.values():
+            if mod.dwarf and self.backend is not None and self.backend.accepts(mod.dwarf):
+                by_file.setdefault(mod.dwarf, []).extend(addrs)
+        answers: dict[tuple[str, int], list[servers.Loc]] = {}
+        failed = False
+        if by_file and self.backend is not None:
+            try:
+                answers = self.backend.query_many(by_file)
+                self.queries += sum(len(a) for a in by_file.values())
+            except servers.ServerError as e:
+                self._notice(f"{self.tool_name} failed ({e}); showing symbol-table names only")
+                failed = True
+        if len(self._cache) > 2_000_000:  # bound memory in long-running watchers
+            self._cache.clear()
+        for mod, addrs in todo.values():
+            for look in addrs:
+                locs = answers.get((mod.dwarf, look), []) if mod.dwarf else []
+                if not any(loc.file for loc in locs):
+                    locs = []  # the tool's symbol-table guess (e.g. "_end" far past the code): ours is checked
+                res = Result(tuple(locs), mod.symbols.lookup(look) if mod.symbols else None)
+                local[(mod.cache_key, look)] = res
+                if not (failed and mod.dwarf):  # a degraded answer is not kept: the tool may work next time
+                    self._cache[(mod.cache_key, look)] = res
+        return local
+
+    def _demangle_symbols(self, work: list[tuple[Frame, modules.Module, int]],
+                          local: dict[tuple[str, int], Result]) -> None:
+        names: dict[str, None] = {}
+        for _f, mod, look in work:
+            res = local.get((mod.cache_key, look)) or self._cache.get((mod.cache_key, look))
+            if res and res.symbol and res.symbol.name.startswith("_Z") and res.symbol.name not in self._demangled:
+                names.setdefault(res.symbol.name, None)
+        if names:
+            todo = list(names)
+            for a, b in zip(todo, self.demangler.demangle(todo), strict=True):
+                self._demangled[a] = b
+
+    def _apply(self, f: Frame, mod: modules.Module, res: Result) -> None:
+        assert f.offset is not None
+        sym = res.symbol
+        symname = self._demangled.get(sym.name, sym.name) if sym else None
+        if sym is not None:
+            f.function_offset = f.offset - sym.start
+            f.function_size = sym.size or None
+        if res.locs:
+            outer = res.locs[-1]
+            name = outer.function
+            # keep the symbol's name when it is a compiler clone of the DWARF function
+            # (foo.cold, foo.constprop.0): function+off/size must refer to that symbol
+            if symname and (name is None or symname.startswith(name + ".")):
+                name = symname
+            f.function = name or f.function
+            f.file, f.line, f.column = outer.file, outer.line, outer.column
+            f.inlined = [Frame(module=f.module, function=loc.function, file=loc.file, line=loc.line,
+                               column=loc.column) for loc in res.locs[:-1]]
+        elif symname:
+            f.function = symname
+        if f.build_id is None and mod.build_id:
+            f.build_id = mod.build_id
+
+
+class _Backend:
+    name: str
+
+    def accepts(self, path: str) -> bool:
+        raise NotImplementedError
+
+    def query_many(self, by_file: dict[str, list[int]]) -> dict[tuple[str, int], list[servers.Loc]]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _Llvm(_Backend):
+    def __init__(self, path: str) -> None:
+        self.tool = servers.LlvmSymbolizer(path)
+        self.name = "llvm-symbolizer"
+
+    def accepts(self, path: str) -> bool:
+        return self.tool.accepts(path)
+
+    def query_many(self, by_file: dict[str, list[int]]) -> dict[tuple[str, int], list[servers.Loc]]:
+        # one exchange for every module: a single process answers them all
+        pairs = [(p, a) for p, addrs in by_file.items() for a in addrs]
+        answers = self.tool.query_pairs(pairs)
+        return dict(zip(pairs, answers, strict=True))
+
+    def close(self) -> None:
+        self.tool.close()
+
+
+class _Addr2Line(_Backend):
+    def __init__(self, path: str) -> None:
+        self.tool = servers.Addr2Line(path)
+        self.name = "addr2line"
+
+    def accepts(self, path: str) -> bool:
+        return True
+
+    def query_many(self, by_file: dict[str, list[int]]) -> dict[tuple[str, int], list[servers.Loc]]:
+        out: dict[tuple[str, int], list[servers.Loc]] = {}
+        for p, addrs in by_file.items():
+            for a, locs in zip(addrs, self.tool.query(p, addrs), strict=True):
+                out[(p, a)] = locs
+        return out
+
+    def close(self) -> None:
+        self.tool.close()
+
+
+def _make_backend(tool: str | None) -> tuple[str, _Backend | None]:
+    """``tool``/``UFENCE_SYMBOLIZER``: llvm-symbolizer, addr2line, none, or a path to either."""
+    choice = tool or os.environ.get("UFENCE_SYMBOLIZER") or ""
+    if choice == "none":
+        return "none", None
+    if choice:
+        base = os.path.basename(choice)
+        path = choice if "/" in choice else servers.find_tool([choice])
+        if path and "addr2line" in base:
+            return "addr2line", _Addr2Line(path)
+        if path and "llvm-symbolizer" in base:
+            return "llvm-symbolizer", _Llvm(path)
+    llvm = servers.llvm_symbolizer_path()
+    if llvm:
+        return "llvm-symbolizer", _Llvm(llvm)
+    a2l = servers.find_tool(["addr2line", "eu-addr2line"])
+    if a2l and not a2l.endswith("eu-addr2line"):
+        return "addr2line", _Addr2Line(a2l)
+    return "none", None
