@@ -1,0 +1,38 @@
+"""Read a saved snapshot (``ufence snapshot PID -o FILE``): JSON, plain or gzipped.
+
+The format is ``model.Snapshot.to_dict()``; gzip is recognised by its magic
+bytes, not the file name, so a renamed file still loads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from pathlib import Path
+
+from ufence.errors import UfenceError
+from ufence.model import Snapshot
+
+
+def load_snapshot(path: str | Path) -> Snapshot:
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise UfenceError(f"cannot read snapshot {p}: {e.strerror or e}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as e:
+            raise UfenceError(f"{p}: corrupt gzip data: {e}") from None
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        raise UfenceError(f"{p}: not a ufence snapshot (not JSON: {e})") from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("ufence.snapshot/"):
+        raise UfenceError(f"{p}: not a ufence snapshot (no 'ufence.snapshot/N' schema field)")
+    try:
+        return Snapshot.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UfenceError(f"{p}: malformed snapshot: {type(e).__name__}: {e}") from None
