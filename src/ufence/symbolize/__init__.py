@@ -19,10 +19,12 @@ What a frame must hold (see ``ufence.symbolize.core`` for details):
 except for frames given in ``exact`` (a faulting instruction), so the
 others are looked up at offset-1.
 
-After symbolization: ``function``/``function_offset``/``function_size`` =
-the symbol containing the pc (``func+0xoff/0xsize``), ``file``/``line``/
-``column`` = the source line in that function, ``inlined`` = the functions
-inlined at that pc, innermost first, with their own file:line.
+After symbolization: ``function``/``file``/``line``/``column`` = the
+innermost source function at the pc and its line; ``inlined`` = the callers
+it was inlined into, innermost first, each with its own file:line, the last
+being the physical function. ``function_offset``/``function_size`` belong
+to the symbol containing the pc (``func+0xoff/0xsize``) and sit on the entry
+that names it: the frame itself when nothing was inlined.
 
 Settings: ``UFENCE_SYMBOLIZER`` = llvm-symbolizer | addr2line | none | path;
 ``UFENCE_DEBUG_ROOT`` = colon list of debug roots (default /usr/lib/debug);

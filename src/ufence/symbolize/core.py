@@ -13,10 +13,14 @@ name the call instruction's line; a frame passed in ``exact`` (the faulting
 instruction) is looked up as is. ``function_offset`` is computed from the
 raw offset, as the kernel's ``%pS`` prints it.
 
-Inlining: the frame stays the physical function (``function`` = the symbol
-containing the pc, ``file:line`` = the line in it), and ``inlined`` lists the
-functions inlined at that pc, innermost first, each with its own file:line
-(the same order as pprof's Location.line minus the last entry).
+Inlining (model.Frame's contract): the frame describes the innermost
+source function at the pc (``function``, ``file:line`` there) and
+``inlined`` lists the callers it was inlined into, innermost first; the last
+of them is the physical function, the symbol containing the pc. Without
+inlining the frame itself is that function. ``function_offset``/
+``function_size`` (``func+0xoff/0xsize``) always belong to the symbol, so
+they sit on whichever entry names it (the frame, or the last inlined one).
+This is the order pprof's Location.line uses.
 """
 
 from __future__ import annotations
@@ -146,17 +150,25 @@ class Symbolizer:
         if sym is not None:
             f.function_offset = f.offset - sym.start
             f.function_size = sym.size or None
+        elif res.locs:
+            f.function_offset = f.function_size = None  # not ours to keep: they described another name
         if res.locs:
-            outer = res.locs[-1]
-            name = outer.function
+            outer = res.locs[-1].function
             # keep the symbol's name when it is a compiler clone of the DWARF function
             # (foo.cold, foo.constprop.0): function+off/size must refer to that symbol
-            if symname and (name is None or symname.startswith(name + ".")):
-                name = symname
-            f.function = name or f.function
-            f.file, f.line, f.column = outer.file, outer.line, outer.column
-            f.inlined = [Frame(module=f.module, function=loc.function, file=loc.file, line=loc.line,
-                               column=loc.column) for loc in res.locs[:-1]]
+            if symname and (outer is None or symname.startswith(outer + ".")):
+                outer = symname
+            chain = [Frame(module=f.module, function=loc.function, file=loc.file, line=loc.line,
+                           column=loc.column) for loc in res.locs]
+            chain[-1].function = outer or chain[-1].function
+            if len(chain) > 1:
+                # the symbol's offset/size move to the physical function's entry
+                chain[-1].function_offset, chain[-1].function_size = f.function_offset, f.function_size
+                f.function_offset = f.function_size = None
+            inner = chain[0]
+            f.function = inner.function or f.function
+            f.file, f.line, f.column = inner.file, inner.line, inner.column
+            f.inlined = chain[1:]
         elif symname:
             f.function = symname
         if f.build_id is None and mod.build_id:
