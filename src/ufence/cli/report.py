@@ -1,0 +1,143 @@
+"""``ufence report FILE...``: re-render saved bug reports, symbolized.
+
+FILE is a report JSON the engine wrote (``<pid>-<seq>.json``, plain or
+gzipped) or a directory of them. Frames are symbolized from this machine's
+binaries and debug files when their build ids match the recorded ones, so a
+report copied from a production host reads with file:line on a developer's
+machine that has the same build. A file that is not a report gets one line
+on stderr naming it; the others are still shown, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import sys
+import zlib
+from pathlib import Path
+
+from ufence.errors import UfenceError
+from ufence.model import Report
+
+NAME = "report"
+HELP = "re-render saved bug reports (engine JSON) symbolized, KFENCE-shaped"
+
+_MAX_BYTES = 64 << 20  # a bug report is a few KB; refuse to slurp a huge wrong file
+
+
+def register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("files", nargs="+", metavar="FILE", help="report JSON file(s), or directories of them")
+    p.add_argument("--json", action="store_true",
+                   help="print the (symbolized) report as JSON: one object for one file, else a JSON array")
+    p.add_argument("--no-symbolize", action="store_true", help="show frames as recorded (module+offset)")
+    p.add_argument("--search", action="append", default=[], metavar="DIR",
+                   help="also look for the binaries in DIR by file name (build id still checked); repeatable")
+
+
+def load_report(path: Path) -> Report:
+    """Read one report file; UfenceError naming the file for anything that is not a report."""
+    try:
+        if path.stat().st_size > _MAX_BYTES:
+            raise UfenceError(f"{path}: not a ufence bug report (larger than {_MAX_BYTES >> 20} MiB)")
+        raw = path.read_bytes()
+    except OSError as e:
+        raise UfenceError(f"cannot read {path}: {e.strerror or e}") from None
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            raise UfenceError(f"{path}: corrupt or truncated gzip data") from None
+    if not raw.strip():
+        raise UfenceError(f"{path}: empty file, not a ufence bug report")
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise UfenceError(f"{path}: not a ufence bug report (binary data, not JSON)") from None
+    except json.JSONDecodeError as e:
+        truncated = e.pos >= len(raw.rstrip()) - 1 or e.msg.startswith("Unterminated")
+        what = "truncated JSON" if truncated else "not valid JSON"
+        raise UfenceError(f"{path}: not a ufence bug report ({what}: {e.msg} at line {e.lineno} column {e.colno})") \
+            from None
+    if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("ufence.report/"):
+        raise UfenceError(f"{path}: not a ufence bug report (no 'ufence.report/N' schema field)")
+    try:
+        rep = Report.from_dict(data)
+        _check(rep)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise UfenceError(f"{path}: malformed bug report ({type(e).__name__}: {e})") from None
+    return rep
+
+
+def _check(rep: Report) -> None:
+    """Types the renderer relies on (from_dict copies values as given)."""
+    frames = list(rep.stack)
+    if rep.object:
+        for t in (rep.object.alloc, rep.object.free):
+            if t:
+                frames += t.frames
+    for f in frames:
+        for k in ("pc", "offset", "function_offset", "function_size", "line"):
+            v = getattr(f, k)
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)):
+                raise ValueError(f"frame {k} is {v!r}, not a number")
+        for k in ("module", "function", "file", "build_id"):
+            v = getattr(f, k)
+            if v is not None and not isinstance(v, str):
+                raise ValueError(f"frame {k} is {v!r}, not text")
+    for k in ("distance", "pid", "tid"):
+        v = getattr(rep, k)
+        if v is not None and not isinstance(v, int):
+            raise ValueError(f"{k} is {v!r}, not a number")
+
+
+def _expand(files: list[str]) -> list[Path]:
+    out: list[Path] = []
+    for name in files:
+        p = Path(name)
+        if p.is_dir():
+            found = sorted(p.glob("*.json")) + sorted(p.glob("*.json.gz"))
+            if not found:
+                raise UfenceError(f"{p}: no report files (*.json) in this directory")
+            out += found
+        else:
+            out.append(p)
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = _expand(args.files)
+    reports: list[tuple[Path, Report]] = []
+    failed = 0
+    for p in paths:
+        try:
+            reports.append((p, load_report(p)))
+        except UfenceError as e:
+            print(f"ufence: {e}", file=sys.stderr)
+            failed += 1
+    if not args.no_symbolize and reports:
+        from ufence import symbolize as sym
+
+        sym.set_search_dirs(args.search)
+        frames, exact = [], []
+        for _p, r in reports:
+            fr, ex = sym.report_frames(r)
+            frames += fr
+            exact += ex
+        sym.symbolize(frames, exact=exact)  # one batch for every file
+        for n in sym.notices():
+            print(f"ufence: note: {n}", file=sys.stderr)
+    if args.json:
+        docs = [r.to_dict() for _p, r in reports]
+        if docs:
+            out = docs[0] if len(args.files) == 1 and len(paths) == 1 else docs
+            sys.stdout.write(json.dumps(out, indent=2) + "\n")
+    else:
+        from ufence.formats.report_text import render
+
+        for i, (p, r) in enumerate(reports):
+            if i:
+                sys.stdout.write("\n")
+            sys.stdout.write(render(r, str(p)))
+    sys.stdout.flush()
+    return 1 if failed else 0
