@@ -1,0 +1,1 @@
+"""bench/run: the benchmark harness (workloads x configurations, alternated)."""

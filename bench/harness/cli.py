@@ -1,0 +1,165 @@
+"""bench/run [--quick|--full] [--only NAME,...] [--configs NAME,...] [--reps N] [--out DIR]."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from harness import machine, proc, setup
+from harness.configs import all_configs
+from harness.context import Context
+from harness.errors import BenchError
+from harness.runner import run_case
+from harness.workloads import ALL
+
+ROOT = setup.ROOT
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(2, f"bench: {message} (see 'bench/run --help')\n")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    p = _Parser(prog="bench/run", description="ufence benchmarks against no engine and the peers.")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="tiny smoke run of everything (CI); never judges timing")
+    mode.add_argument("--full", action="store_true", help="real numbers (default)")
+    p.add_argument("--only", default="", help="workloads, comma-separated: " + ",".join(w.name for w in ALL))
+    p.add_argument("--configs", default="", help="configurations, comma-separated (default: all)")
+    p.add_argument("--reps", type=int, default=0, help="repetitions (default 3 full, 1 quick)")
+    p.add_argument("--out", default="", help="directory for the JSON, bench.md and bench.png "
+                   "(default: bench/results + docs/ for --full, a temp dir for --quick)")
+    p.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
+    p.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(args, sys.argv[1:] if argv is None else argv)
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        proc.kill_all()
+
+
+def _select(names: str, known: list[str], what: str) -> list[str]:
+    if not names:
+        return known
+    want = [n.strip() for n in names.split(",") if n.strip()]
+    bad = [n for n in want if n not in known]
+    if bad:
+        raise BenchError(f"unknown {what} {', '.join(bad)} (known: {', '.join(known)})")
+    return [n for n in known if n in want]
+
+
+def _main(args: argparse.Namespace, argv: list[str]) -> int:
+    quick = bool(args.quick)
+    reps = args.reps or (1 if quick else 3)
+    if reps < 1 or reps > 50:
+        raise BenchError("--reps must be 1..50")
+    wl_names = _select(args.only, [w.name for w in ALL], "workload")
+    cfg_all = all_configs()
+    cfg_names = _select(args.configs, [c.name for c in cfg_all], "configuration")
+    configs = [c for c in cfg_all if c.name in cfg_names]
+    if args.out:
+        out = Path(args.out).resolve()
+        docs = out
+    elif quick:
+        out = Path(tempfile.mkdtemp(prefix="bench-quick-"))
+        docs = out
+    else:
+        out, docs = ROOT / "bench" / "results", ROOT / "docs"
+    out.mkdir(parents=True, exist_ok=True)
+    docs.mkdir(parents=True, exist_ok=True)
+
+    t_start = time.monotonic()
+    if not args.no_install:
+        setup.install()
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        engine, engine_note = setup.engine(Path(os.environ.get("BENCH_BUILD_DIR", "/tmp/bench-build")))
+        print(f"bench: engine: {engine or 'none'} ({engine_note})", file=sys.stderr)
+        ctx = Context(tmp=tmp, engine=engine, tools=setup.helpers(tmp / "bin"), quick=quick,
+                      ncpu=os.cpu_count() or 1)
+        facts = machine.facts()
+        reproduce = "bench/run " + " ".join(shlex.quote(a) for a in argv)
+        written: list[Path] = []
+        failures: list[str] = []
+        if engine is None and any(c.kind == "ufence" for c in configs):
+            failures.append(f"ufence configurations not run: {engine_note}")
+        for wl in [w for w in ALL if w.name in wl_names]:
+            missing = wl.missing()
+            if missing:
+                print(f"bench: {wl.name}: skipped ({missing})", file=sys.stderr)
+                failures.append(f"{wl.name}: {missing}")
+                continue
+            print(f"bench: {wl.name}", file=sys.stderr, flush=True)
+            t0 = time.monotonic()
+            wl.setup(ctx)
+            try:
+                cases = [run_case(ctx, wl, c, configs, reps) for c in wl.cases(quick)]
+            finally:
+                wl.teardown(ctx)
+            doc: dict[str, Any] = {
+                "schema": 1,
+                "workload": wl.name,
+                "what": wl.what,
+                "mode": "quick" if quick else "full",
+                "reps": reps,
+                "reproduce": reproduce,
+                "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "seconds": round(time.monotonic() - t0, 1),
+                "machine": facts,
+                "engine": {"path": engine, "note": engine_note},
+                "launch": "LD_PRELOAD + UFENCE_OPTIONS set directly by the harness (no launcher in the timing)",
+                "metrics": [vars(m) for m in wl.metrics],
+                "configs": {c.name: {"kind": c.kind, "what": c.what, "settings": c.describe(engine, 0)}
+                            for c in configs},
+                "cases": cases,
+            }
+            path = out / f"{wl.name}.json"
+            path.write_text(json.dumps(doc, indent=1) + "\n")
+            written.append(path)
+            failures += _failures(doc)
+        from harness import report
+
+        md, png = report.write(out, docs, quick)
+        elapsed = time.monotonic() - t_start
+        print(f"bench: {ctx.runs} runs in {elapsed:.0f} s; results in {out}; table {md}; chart {png}",
+              file=sys.stderr)
+        if failures:
+            print("bench: FAILED:\n  " + "\n  ".join(failures), file=sys.stderr)
+            return 1
+        print("bench: passed", file=sys.stderr)
+        return 0
+    finally:
+        if args.keep:
+            print(f"bench: scratch kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _failures(doc: dict[str, Any]) -> list[str]:
+    """Crashes and false bug reports; documented peer limits and skips are not failures."""
+    out = []
+    for case in doc["cases"]:
+        for name, res in case["results"].items():
+            if res["status"] in ("ok", "skipped") or res["expected"]:
+                continue
+            out.append(f"{doc['workload']}/{case['name']}/{name}: {res['status']}: {res['message']}")
+    return out

@@ -1,0 +1,110 @@
+"""docs/bench.md and docs/bench.png from the JSON of one run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness import chart, targets
+
+ORDER = ("micro", "hackbench", "sysbench", "redis")
+
+
+def load(out: Path) -> list[dict[str, Any]]:
+    docs = []
+    for name in ORDER:
+        p = out / f"{name}.json"
+        if p.exists():
+            docs.append(json.loads(p.read_text()))
+    return docs
+
+
+def fmt(v: float) -> str:
+    a = abs(v)
+    if a >= 100000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    if a >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3f}"
+
+
+def cell(summary: dict[str, Any], key: str, spread: bool = True) -> str:
+    s = summary.get(key)
+    if not s:
+        return ""
+    if not spread or s["n"] < 2:
+        return fmt(s["median"])
+    return f"{fmt(s['median'])} ({fmt(s['min'])}-{fmt(s['max'])})"
+
+
+def ratio(case: dict[str, Any], name: str, key: str) -> float | None:
+    base = case["results"].get("none", {}).get("summary", {}).get(key)
+    this = case["results"].get(name, {}).get("summary", {}).get(key)
+    if not base or not this or not base["median"]:
+        return None
+    return float(this["median"] / base["median"])
+
+
+def case_table(doc: dict[str, Any], case: dict[str, Any]) -> list[str]:
+    metrics = [m for m in doc["metrics"]
+               if any(m["name"] in r.get("summary", {}) for r in case["results"].values())]
+    main = next(m for m in doc["metrics"] if m["main"])
+    head = ["configuration", "status", *[f"{m['name']} ({m['unit']})" for m in metrics], "vs none"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, res in case["results"].items():
+        status = res["status"]
+        if status != "ok":
+            status = f"**{status}**" + (f": {res['message'][:140]}" if res["message"] else "")
+            status = status.replace("|", "/")
+        cells = [cell(res["summary"], m["name"], spread=m["main"] or m["name"].startswith("lat")) for m in metrics]
+        r = ratio(case, name, main["name"])
+        rel = f"{100 * r:.1f}%" if r is not None and name != "none" else ""
+        lines.append("| " + " | ".join([f"`{name}`", status, *cells, rel]) + " |")
+    return lines
+
+
+def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
+    docs = load(out)
+    md = docs_dir / "bench.md"
+    png = docs_dir / "bench.png"
+    chart_note = chart.render(docs, png)
+    lines: list[str] = ["# ufence benchmarks", ""]
+    if docs:
+        d0 = docs[0]
+        lines += [
+            f"Produced by one run of `{d0['reproduce']}` ({d0['mode']} mode, {d0['reps']} repetitions, "
+            f"{d0['date']}); the JSON behind every number is in `bench/results/`.",
+            "",
+            "Machine: " + "; ".join(f"{k} {v}" for k, v in d0["machine"].items()) + ".",
+            "",
+            f"Engine: `{d0['engine']['path']}` ({d0['engine']['note']}). {d0['launch']}.",
+            "",
+            "Method: within each case the configurations run in turn, the order rotated by one per repetition "
+            "(A B C ... / B C ... A / ...); cells are medians with (min-max) over the repetitions; servers are pinned "
+            "to CPU 0 and their clients to CPU 1 with taskset, the 1-thread microbenchmark to CPU 1. The machine "
+            "is shared with other work, so only ratios from the same run mean anything.",
+            "",
+        ]
+    lines += targets.section(docs)
+    lines += ["", f"![chart: each configuration as % of no engine]({png.name})", "", chart_note, ""]
+    for doc in docs:
+        lines += [f"## {doc['workload']}", "", doc["what"] + ".", ""]
+        for case in doc["cases"]:
+            lines += [f"### {doc['workload']} / {case['name']}: {case['what']}", "",
+                      f"Command: `{case['command']}`; ufence full-mode pool: num_objects={case['pool']}.", ""]
+            lines += [*case_table(doc, case), ""]
+    if docs:
+        lines += ["## Configurations", "", "| name | what | settings |", "|---|---|---|"]
+        for name, c in docs[0]["configs"].items():
+            lines.append(f"| `{name}` | {c['what']} | `{c['settings']}` |")
+        lines.append("")
+    extra = Path(__file__).resolve().parents[1] / "profile.md"  # hand-written: where the cost goes
+    if extra.exists() and not quick:
+        lines += ["", extra.read_text().strip(), ""]
+    md.write_text("\n".join(lines) + "\n")
+    return md, png

@@ -1,0 +1,128 @@
+"""The issue's targets, checked against the numbers of this run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _s(case: dict[str, Any], name: str, key: str) -> dict[str, float] | None:
+    res = case["results"].get(name)
+    if not res or res["status"] != "ok":
+        return None
+    return res["summary"].get(key)
+
+
+def _main(doc: dict[str, Any]) -> tuple[str, bool]:
+    m = next(m for m in doc["metrics"] if m["main"])
+    return m["name"], m["higher_is_better"]
+
+
+def _cost(case: dict[str, Any], name: str, key: str, higher: bool) -> float | None:
+    """Slowdown against no engine in %, positive = slower."""
+    b, t = _s(case, "none", key), _s(case, name, key)
+    if not b or not t or not b["median"] or not t["median"]:
+        return None
+    r = t["median"] / b["median"]
+    return 100 * (1 - r) if higher else 100 * (r - 1)
+
+
+def _noise(case: dict[str, Any], key: str) -> float:
+    """Run-to-run spread of no engine, % of its median (at least 2%)."""
+    b = _s(case, "none", key)
+    if not b or not b["median"]:
+        return 2.0
+    return max(2.0, 100 * (b["max"] - b["min"]) / b["median"])
+
+
+def _status(case: dict[str, Any], name: str) -> str:
+    res = case["results"].get(name)
+    return res["status"] if res else "not run"
+
+
+def _mem(case: dict[str, Any], name: str, key: str, rss_key: str) -> str:
+    s = _s(case, name, key)
+    if s:
+        return f"{s['median']:.1f}"
+    return _status(case, name) if key == rss_key else ""
+
+
+def section(docs: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Targets against the measured numbers", "",
+             "Cost = slowdown against `none` in the same case (median vs median); noise = the min-max spread "
+             "of `none` over the repetitions (at least 2%).", "",
+             "| target | workload / case | measured | verdict |", "|---|---|---|---|"]
+
+    def row(target: str, where: str, measured: str, verdict: str) -> None:
+        lines.append(f"| {target} | {where} | {measured} | {verdict} |")
+
+    for doc in docs:
+        key, higher = _main(doc)
+        for case in doc["cases"]:
+            where = f"{doc['workload']}/{case['name']}"
+            noise = _noise(case, key)
+            for name in ("ufence-off", "ufence-100ms"):
+                c = _cost(case, name, key, higher)
+                if c is None:
+                    row(f"`{name}` within noise of none", where, _status(case, name), "n/a")
+                    continue
+                row(f"`{name}` within noise of none", where, f"cost {c:+.1f}% (noise ±{noise:.1f}%)",
+                    "yes" if c <= noise else "**no**")
+    for doc in docs:
+        if doc["workload"] != "sysbench":
+            continue
+        for case in doc["cases"]:
+            for name in ("ufence-full", "ufence-full-mprotect"):
+                b, t = _s(case, "none", "tps"), _s(case, name, "tps")
+                if not b or not t:
+                    row(f"`{name}` ≥ 80% of no-engine tps", f"sysbench/{case['name']}", _status(case, name), "n/a")
+                    continue
+                r = 100 * t["median"] / b["median"]
+                row(f"`{name}` ≥ 80% of no-engine tps", f"sysbench/{case['name']}",
+                    f"{t['median']:.0f} vs {b['median']:.0f} tps = {r:.1f}%", "yes" if r >= 80 else "**no**")
+    for doc in docs:
+        if doc["workload"] != "micro":
+            continue
+        for case in doc["cases"]:
+            full = _s(case, "ufence-full", "allocs_per_sec")
+            for peer in ("efence", "duma"):
+                p = _s(case, peer, "allocs_per_sec")
+                where = f"micro/{case['name']}"
+                if full and p:
+                    x = full["median"] / p["median"]
+                    row(f"`ufence-full` ≥ 10x `{peer}`", where,
+                        f"{full['median']:,.0f} vs {p['median']:,.0f} pairs/s = {x:,.0f}x",
+                        "yes" if x >= 10 else "**no**")
+                elif full:
+                    row(f"`ufence-full` ≥ 10x `{peer}`", where, f"{full['median']:,.0f} pairs/s; {peer}: "
+                        f"{_status(case, peer)}", "yes (peer cannot run)" if _status(case, peer) == "died" else "n/a")
+            if "1M" in case["name"]:
+                st = _status(case, "ufence-full")
+                g = _s(case, "ufence-full", "guarded_pct")
+                gtxt = f", {g['median']:.1f}% of allocations guarded" if g else ""
+                row("`ufence-full` works at 1,000,000 live objects", f"micro/{case['name']}", st + gtxt,
+                    "yes" if st == "ok" else "**no**")
+    for doc in docs:
+        key, higher = _main(doc)
+        for case in doc["cases"]:
+            for n in ("1000", "100"):
+                u, g = _cost(case, f"ufence-1in{n}", key, higher), _cost(case, f"scudo-gwp-{n}", key, higher)
+                if u is None or g is None:
+                    continue
+                noise = _noise(case, key)
+                row(f"`ufence-1in{n}` no costlier than `scudo-gwp-{n}`", f"{doc['workload']}/{case['name']}",
+                    f"cost {u:+.1f}% vs {g:+.1f}%", "yes" if u <= g + noise else "**no**")
+    lines += ["", "Memory (medians, MiB): peak RSS under full mode against no engine, and ufence's own pool "
+              "(object pages resident) and metadata file.", "",
+              "| workload / case | RSS none | RSS ufence-full | RSS full-mprotect | pool pages | metadata file |",
+              "|---|---|---|---|---|---|"]
+    for doc in docs:
+        rk = "max_rss_mib" if doc["workload"] == "micro" else "rss_mib"
+        for case in doc["cases"]:
+            if not _s(case, "none", rk):
+                continue
+            cells = [_mem(case, n, k, rk) for n, k in (("none", rk), ("ufence-full", rk),
+                                                        ("ufence-full-mprotect", rk),
+                                                        ("ufence-full", "pool_resident_mib"),
+                                                        ("ufence-full", "shm_mib"))]
+            lines.append(f"| {doc['workload']}/{case['name']} | " + " | ".join(cells) + " |")
+    return lines
