@@ -84,9 +84,28 @@ static inline int ufpool_open(void)
 	return 0;
 }
 
+/* Whether libufence.so is mapped into this process (independent of the shm file). */
+static inline int engine_mapped(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	char line[1024];
+	int found = 0;
+	if (!f)
+		return 0;
+	while (!found && fgets(line, sizeof line, f))
+		found = strstr(line, "libufence") != NULL;
+	fclose(f);
+	return found;
+}
+
 /* ufpool_open() or exit(UFP_EXIT_NO_ENGINE) with a message the test shows. */
 static inline void ufpool_require(void)
 {
+	if (!engine_mapped()) {
+		printf("ufpool: engine not loaded in pid %d\n", (int)getpid());
+		fflush(stdout);
+		exit(UFP_EXIT_NO_ENGINE);
+	}
 	if (ufpool_open() != 0) {
 		printf("ufpool: no ufence shm file for pid %d\n", (int)getpid());
 		fflush(stdout);
