@@ -7,9 +7,12 @@ import resource
 import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
-from enginelib import Run, RunFn, load_json, parse_stdout, split_reports
+
+if TYPE_CHECKING:  # enginelib imports ufence, which the root conftest puts on sys.path at session start
+    from enginelib import Run, RunFn
 
 HERE = Path(__file__).resolve().parent
 PROGS = HERE / "progs"
@@ -39,6 +42,8 @@ def prog(cc: Callable[..., Path]) -> Callable[..., Path]:
 @pytest.fixture
 def run_ufence(ufence: Callable[..., subprocess.CompletedProcess[str]], tmp_path: Path) -> RunFn:
     """``run_ufence(cmd, *ufence_run_args)`` -> Run, with its own run and report directory per call."""
+    from enginelib import Run, load_json, parse_stdout, split_reports
+
     from ufence.settings import table
 
     names = {s.index: s.name for s in table()}

@@ -79,6 +79,8 @@ static inline int ufpool_open(void)
 	if (memcmp(ufp.h->magic, UF_SHM_MAGIC, 8) != 0)
 		return -1;
 	ufp.page = ufp.h->page_size;
+	if (ufp.h->pool_base == 0) /* the engine may reserve its pool at the first allocation */
+		free(malloc(16));
 	ufp.base = (uintptr_t)ufp.h->pool_base;
 	ufp.end = ufp.base + (2 * (uintptr_t)ufp.h->pool_reserved_slots + 2) * ufp.page;
 	return 0;
