@@ -22,3 +22,31 @@ def test_120k_live_guarded_objects(prog: Callable[..., Path], run_ufence: RunFn)
     assert run.value("distinct_pages") == 120000, "each object has its own page"
     assert run.value("after_free_live") < 100, run.info
     check_no_reports(run)
+
+
+def test_sample_rate_guards_one_in_n(prog: Callable[..., Path], run_ufence: RunFn) -> None:
+    """--sample-rate 3 guards about a third of the allocations, not all and not none."""
+    exe = prog("many.c")
+    run = run_ufence([exe, "3000", "16"], "--mode", "sample", "--sample-rate", "3")
+    assert run.rc == 0, run.describe()
+    check_engine_info(run, sample_rate="3")
+    assert 800 <= run.value("guarded") <= 1200, run.info
+    check_no_reports(run)
+
+
+def test_sample_interval_guards_few(prog: Callable[..., Path], run_ufence: RunFn) -> None:
+    """--sample-interval 2000: a burst of 3000 allocations gets at most a couple of guarded objects."""
+    exe = prog("many.c")
+    run = run_ufence([exe, "3000", "16"], "--mode", "sample", "--sample-interval", "2000")
+    assert run.rc == 0, run.describe()
+    check_engine_info(run, sample_interval="2000")
+    assert run.value("guarded") <= 3, run.info
+    check_no_reports(run)
+
+
+def test_full_mode_guards_every_small_allocation(prog: Callable[..., Path], run_ufence: RunFn) -> None:
+    exe = prog("many.c")
+    run = run_ufence([exe, "3000", "100"], "--mode", "full")
+    assert run.rc == 0, run.describe()
+    assert run.value("guarded") == 3000, run.info
+    check_no_reports(run)
