@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from controllib import Cli, Target, ufence_argv
+from controllib import PROGS, Cli, Target, ufence_argv
 
 
 @pytest.fixture
@@ -47,3 +47,14 @@ def launch(run_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Target]]:
     yield start
     for t in started:
         t.stop()
+
+
+@pytest.fixture(scope="session")
+def progs(cc: Callable[..., Path], build_dir: Path) -> dict[str, Path]:
+    """The C programs of these tests, built once: loop, twolibs (+ libfoo.so, libbar.so)."""
+    out = {"loop": cc(PROGS / "loop.c", name="control-loop")}
+    for lib in ("foo", "bar"):
+        out[f"lib{lib}"] = cc(PROGS / f"lib{lib}.c", "-shared", "-fPIC", name=f"lib{lib}.so")
+    out["twolibs"] = cc(PROGS / "twolibs.c", f"-L{build_dir}", "-lfoo", "-lbar", f"-Wl,-rpath,{build_dir}",
+                        name="control-twolibs")
+    return out
