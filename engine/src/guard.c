@@ -1,0 +1,88 @@
+/*
+ * Guard pages. MADV_GUARD_INSTALL (Linux 6.13+) puts page-table markers that
+ * fault on touch without splitting the VMA, so live objects are not limited
+ * by vm.max_map_count; installing discards the page's contents. Older kernels
+ * answer EINVAL and the engine falls back to mprotect (one VMA split per
+ * protected page, ~32k live objects at most). `guard=` forces either.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "uf.h"
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
+#ifndef MADV_GUARD_REMOVE
+#define MADV_GUARD_REMOVE 103
+#endif
+
+int uf_guard_mech;
+
+static int madv(uintptr_t a, size_t len, int advice)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		if (madvise((void *)a, len, advice) == 0)
+			return 0;
+		if (errno != EINTR && errno != EAGAIN)
+			return -1;
+	}
+	return -1;
+}
+
+static int probe_madvise(void)
+{
+	size_t pg = uf_pool.page ? uf_pool.page : 4096;
+	void *p = mmap(NULL, 2 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (p == MAP_FAILED)
+		return 0;
+	int ok = madv((uintptr_t)p, pg, MADV_GUARD_INSTALL) == 0 &&
+		 mprotect(p, 2 * pg, PROT_READ | PROT_WRITE) == 0 &&
+		 madv((uintptr_t)p, pg, MADV_GUARD_REMOVE) == 0;
+	munmap(p, 2 * pg);
+	return ok;
+}
+
+int uf_guard_init(int want)
+{
+	if (want != 2 && probe_madvise()) {
+		uf_guard_mech = UF_GUARD_MADVISE;
+	} else if (want == 1) {
+		static const char msg[] = "ufence: guard=madvise: MADV_GUARD_INSTALL not supported by this kernel\n";
+		uf_write_all(uf_proc.log_fd, msg, sizeof msg - 1);
+		uf_guard_mech = 0;
+		return -1;
+	} else {
+		uf_guard_mech = UF_GUARD_MPROTECT;
+	}
+	uf_stat_set(UF_STAT_guard_mechanism, (uint64_t)uf_guard_mech);
+	return 0;
+}
+
+int uf_guard_protect(uintptr_t a, size_t len)
+{
+	if (uf_guard_mech == UF_GUARD_MADVISE)
+		return madv(a, len, MADV_GUARD_INSTALL);
+	return mprotect((void *)a, len, PROT_NONE);
+}
+
+int uf_guard_unprotect(uintptr_t a, size_t len)
+{
+	if (uf_guard_mech == UF_GUARD_MADVISE)
+		return madv(a, len, MADV_GUARD_REMOVE);
+	return mprotect((void *)a, len, PROT_READ | PROT_WRITE);
+}
+
+/* Turn never-used PROT_NONE address space into slots. madvise: guard every
+ * page first (markers persist across mprotect), then open the VMA, so there
+ * is no moment where the new range is accessible. mprotect: nothing to do. */
+int uf_guard_activate(uintptr_t a, size_t len)
+{
+	if (uf_guard_mech == UF_GUARD_MADVISE) {
+		if (madv(a, len, MADV_GUARD_INSTALL))
+			return -1;
+		return mprotect((void *)a, len, PROT_READ | PROT_WRITE);
+	}
+	return uf_guard_mech == UF_GUARD_MPROTECT ? 0 : -1;
+}

@@ -1,0 +1,514 @@
+/*
+ * The pool, as KFENCE's: one reserved region where slot i's object page is
+ * pool_base + (2i + 2) * page and every odd page is a guard. Address space
+ * for the largest num_objects is reserved up front (PROT_NONE, NORESERVE),
+ * so the pool grows while the process runs without moving.
+ *
+ * Objects sit at the left or right edge of their page at random; the rest of
+ * the page holds the canary 0xaa ^ (addr & 7), checked at free. Freed slots
+ * stay protected and go to the tail of a FIFO freelist, so the
+ * least-recently-freed slot is reused first and use-after-free stays
+ * detectable as long as possible.
+ *
+ * Locking: one mutex, only on the guarded path, held for freelist and state
+ * changes; page protection and canary fills of a popped slot run outside it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/auxv.h>
+#include <unistd.h>
+
+#include "uf.h"
+
+#define UF_ARENA_SIZE (1u << 20)
+#define NONE UINT32_MAX
+#define CANARY_U64 0xadacafaea9a8abaaull
+#define BLOOM_BITS 16
+
+struct uf_pool uf_pool;
+char *uf_arena_base;
+size_t uf_arena_size;
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static _Atomic int reserve_state;
+static _Atomic uint8_t bloom[1u << BLOOM_BITS];
+
+void uf_pool_lock(void)
+{
+	pthread_mutex_lock(&pool_mu);
+}
+
+void uf_pool_unlock(void)
+{
+	pthread_mutex_unlock(&pool_mu);
+}
+
+void uf_pool_atfork_child(void)
+{
+	pthread_mutex_init(&pool_mu, NULL);
+}
+
+static inline uint8_t canary_byte(uintptr_t a)
+{
+	return (uint8_t)(0xaa ^ (a & 7));
+}
+
+int uf_pool_reserve(void)
+{
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&reserve_state, &expect, 1)) {
+		while (atomic_load(&reserve_state) == 1)
+			;
+		return uf_pool.ok ? 0 : -1;
+	}
+	size_t page = (size_t)getauxval(AT_PAGESZ);
+	if (!page)
+		page = 4096;
+	uf_pool.page = page;
+	uint64_t slots = 16777215;   /* num_objects' maximum in settings.def */
+	void *m = MAP_FAILED;
+	size_t total = 0;
+	for (; slots >= 1024; slots /= 2) {
+		total = UF_ARENA_SIZE + (2 * slots + 2) * page;
+		m = mmap(NULL, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (m != MAP_FAILED)
+			break;
+	}
+	if (m == MAP_FAILED) {
+		/* no pool: a private arena only, the engine never guards */
+		m = mmap(NULL, UF_ARENA_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (m != MAP_FAILED) {
+			uf_arena_base = m;
+			uf_arena_size = UF_ARENA_SIZE;
+			uf_pool.range_base = (uintptr_t)m;
+			__atomic_store_n(&uf_pool.range_len, UF_ARENA_SIZE, __ATOMIC_RELEASE);
+		}
+		atomic_store(&reserve_state, 2);
+		return -1;
+	}
+	mprotect(m, UF_ARENA_SIZE, PROT_READ | PROT_WRITE);
+	uf_arena_base = m;
+	uf_arena_size = UF_ARENA_SIZE;
+	void *meta = mmap(NULL, slots * sizeof(struct uf_meta), PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	uf_pool.range_base = (uintptr_t)m;
+	uf_pool.base = (uintptr_t)m + UF_ARENA_SIZE;
+	uf_pool.end = (uintptr_t)m + total;
+	uf_pool.reserved_slots = (uint32_t)slots;
+	uf_pool.free_head = uf_pool.free_tail = NONE;
+	uf_pool.active_end = uf_pool.base;
+	if (meta != MAP_FAILED) {
+		uf_pool.meta = meta;
+		uf_pool.ok = 1;
+	}
+	__atomic_store_n(&uf_pool.range_len, total, __ATOMIC_RELEASE);
+	atomic_store(&reserve_state, 2);
+	return uf_pool.ok ? 0 : -1;
+}
+
+static void push(uint32_t i)
+{
+	struct uf_meta *m = &uf_pool.meta[i];
+	m->next = NONE;
+	m->inlist = 1;
+	if (uf_pool.free_tail == NONE)
+		uf_pool.free_head = i;
+	else
+		uf_pool.meta[uf_pool.free_tail].next = i;
+	uf_pool.free_tail = i;
+}
+
+static uint32_t pop(void)
+{
+	while (uf_pool.free_head != NONE) {
+		uint32_t i = uf_pool.free_head;
+		struct uf_meta *m = &uf_pool.meta[i];
+		uf_pool.free_head = m->next;
+		if (uf_pool.free_head == NONE)
+			uf_pool.free_tail = NONE;
+		m->inlist = 0;
+		if (i < uf_pool.limit)
+			return i;        /* slots past a shrunk limit are retired */
+	}
+	return NONE;
+}
+
+int uf_pool_resize(uint32_t n, char *err, size_t errlen)
+{
+	if (!uf_pool.ok) {
+		uf_strlcpy(err, "num_objects: the pool could not be reserved", errlen);
+		return ENOMEM;
+	}
+	if (n > uf_pool.reserved_slots) {
+		uf_strlcpy(err, "num_objects: larger than the reserved address space", errlen);
+		return ERANGE;
+	}
+	int rc = 0;
+	uf_pool_lock();
+	if (n > uf_pool.initialized) {
+		uintptr_t from = uf_pool.initialized ? uf_pool.base + (2 * (uintptr_t)uf_pool.initialized + 2) * uf_pool.page
+						     : uf_pool.base;
+		uintptr_t to = uf_pool.base + (2 * (uintptr_t)n + 2) * uf_pool.page;
+		if (uf_guard_activate(from, to - from)) {
+			uf_strlcpy(err, "num_objects: could not install guard pages", errlen);
+			rc = ENOMEM;
+			goto out;
+		}
+		for (uint32_t i = uf_pool.initialized; i < n; i++) {
+			struct uf_meta *m = &uf_pool.meta[i];
+			memset(m, 0, sizeof *m);
+			m->next = NONE;
+		}
+		uf_pool.initialized = n;
+		uf_pool.active_end = to;
+	}
+	for (uint32_t i = uf_pool.limit; i < n; i++) {
+		struct uf_meta *m = &uf_pool.meta[i];
+		if (atomic_load(&m->state) != UF_SLOT_ALLOCATED && !m->inlist)
+			push(i);
+	}
+	uf_pool.limit = n;
+	uf_stat_set(UF_STAT_pool_slots, n);
+	uf_stat_set(UF_STAT_pool_reserved_bytes, uf_pool.end - uf_pool.base);
+out:
+	uf_pool_unlock();
+	return rc;
+}
+
+static void fill_canary(uintptr_t from, uintptr_t to)
+{
+	while (from < to && (from & 7))
+		*(volatile uint8_t *)from = canary_byte(from), from++;
+	while (from + 8 <= to) {
+		*(uint64_t *)from = CANARY_U64;
+		from += 8;
+	}
+	while (from < to)
+		*(volatile uint8_t *)from = canary_byte(from), from++;
+}
+
+static int scan_canary(uintptr_t from, uintptr_t to, uintptr_t *bad)
+{
+	while (from < to && (from & 7)) {
+		if (*(uint8_t *)from != canary_byte(from))
+			goto found;
+		from++;
+	}
+	while (from + 8 <= to) {
+		if (*(uint64_t *)from != CANARY_U64)
+			break;
+		from += 8;
+	}
+	for (; from < to; from++)
+		if (*(uint8_t *)from != canary_byte(from))
+			goto found;
+	return 0;
+found:
+	*bad = from;
+	return 1;
+}
+
+int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad)
+{
+	uintptr_t page = m->addr & ~(uf_pool.page - 1);
+	if (scan_canary(page, m->addr, bad))
+		return 1;
+	return scan_canary(m->addr + m->size, page + uf_pool.page, bad);
+}
+
+/* KFENCE's print_diff_canary: up to 16 bytes from the first bad one,
+ * stopping at the object (left side) or the page end (right side). */
+static void dump_canary(const struct uf_meta *m, uintptr_t bad, struct uf_bug_info *b)
+{
+	uintptr_t page = m->addr & ~(uf_pool.page - 1);
+	uintptr_t end = bad + 16;
+	uintptr_t lim = bad < m->addr ? m->addr : page + uf_pool.page;
+	if (end > lim)
+		end = lim;
+	b->ndump = 0;
+	for (uintptr_t a = bad; a < end; a++) {
+		uint8_t v = *(uint8_t *)a;
+		b->dump[b->ndump] = v;
+		b->dump_bad[b->ndump] = v != canary_byte(a);
+		b->ndump++;
+	}
+	b->bad = bad;
+}
+
+static uint32_t cover_hash(const uintptr_t *f, int n)
+{
+	return uf_stack_hash(f, n < 4 ? n : 4);
+}
+
+static void bloom_add(uint32_t h, int d)
+{
+	uint32_t i1 = h & ((1u << BLOOM_BITS) - 1), i2 = (h >> BLOOM_BITS) & ((1u << BLOOM_BITS) - 1);
+	uint32_t idx[2] = {i1, i2};
+	for (int k = 0; k < 2; k++) {
+		uint8_t v = atomic_load_explicit(&bloom[idx[k]], memory_order_relaxed);
+		if (d > 0 && v < 255)
+			atomic_fetch_add_explicit(&bloom[idx[k]], 1, memory_order_relaxed);
+		else if (d < 0 && v > 0 && v < 255)
+			atomic_fetch_sub_explicit(&bloom[idx[k]], 1, memory_order_relaxed);
+	}
+}
+
+static int bloom_has(uint32_t h)
+{
+	return atomic_load_explicit(&bloom[h & ((1u << BLOOM_BITS) - 1)], memory_order_relaxed) &&
+	       atomic_load_explicit(&bloom[(h >> BLOOM_BITS) & ((1u << BLOOM_BITS) - 1)], memory_order_relaxed);
+}
+
+static size_t placement_align(size_t size, size_t align)
+{
+	size_t a = 16;
+	if (uf_cur[UF_SET_align].v == 1) {
+		/* precise: the largest power of two dividing size, at most 16,
+		 * so a 13-byte object ends exactly at the guard page */
+		a = size & (~size + 1);
+		if (a > 16)
+			a = 16;
+	}
+	if (align > a)
+		a = align;
+	return a;
+}
+
+void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
+{
+	if (!uf_pool.ok)
+		return NULL;
+	uintptr_t frames[UF_MAX_FRAMES];
+	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
+	uint32_t ch = cover_hash(frames, n);
+	uint32_t limit = uf_pool.limit;
+	int64_t thresh = uf_cur[UF_SET_skip_covered_thresh].v;
+	if (limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit && bloom_has(ch)) {
+		uf_stat_add(UF_STAT_skipped_covered, 1);
+		return NULL;
+	}
+	uf_pool_lock();
+	uint32_t i = pop();
+	uf_pool_unlock();
+	if (i == NONE) {
+		uf_stat_add(UF_STAT_skipped_capacity, 1);
+		return NULL;
+	}
+	size_t page = uf_pool.page;
+	uintptr_t pg = uf_slot_page(i);
+	struct uf_meta *m = &uf_pool.meta[i];
+	if (uf_guard_unprotect(pg, page)) {
+		uf_pool_lock();
+		push(i);
+		uf_pool_unlock();
+		uf_stat_add(UF_STAT_skipped_capacity, 1);
+		return NULL;
+	}
+	size_t a = placement_align(size, align);
+	int right = size < page && (uf_rand() & 1);
+	uintptr_t addr = right ? ((pg + page - size) & ~(uintptr_t)(a - 1)) : pg;
+	if (addr < pg)
+		addr = pg;
+	fill_canary(pg, addr);
+	fill_canary(addr + size, pg + page);
+	if (zero)
+		memset((void *)addr, 0, size);
+	uint32_t sid = uf_depot_put(frames, n);
+	m->addr = addr;
+	m->size = size;
+	m->flags = (right ? UF_SLOT_RIGHT : 0) | (size == page ? UF_SLOT_PAGE_ALLOC : 0);
+	m->alloc_stack = sid;
+	m->free_stack = 0;
+	m->alloc_tid = (uint32_t)uf_gettid();
+	m->free_tid = 0;
+	m->alloc_ns = uf_now_ns();
+	m->free_ns = 0;
+	m->open = 0;
+	m->cover_hash = ch;
+	atomic_store_explicit(&m->state, UF_SLOT_ALLOCATED, memory_order_release);
+	bloom_add(ch, 1);
+	atomic_fetch_add(&uf_pool.live, 1);
+	uf_stat_add(UF_STAT_currently_allocated, 1);
+	uf_stat_add(UF_STAT_total_allocations, 1);
+	uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)page);
+	uf_shm_slot_publish(i, m);
+	return (void *)addr;
+}
+
+/* slot of an address on an object page, or -1 (guard page / outside) */
+static int64_t slot_of(uintptr_t a)
+{
+	if (a < uf_pool.base || a >= uf_pool.end)
+		return -1;
+	uintptr_t pi = (a - uf_pool.base) / uf_pool.page;
+	if (pi < 2 || (pi & 1))
+		return -1;
+	uintptr_t i = pi / 2 - 1;
+	if (i >= uf_pool.initialized)
+		return -1;
+	return (int64_t)i;
+}
+
+size_t uf_pool_usable(const void *p)
+{
+	int64_t i = slot_of((uintptr_t)p);
+	if (i < 0)
+		return 0;
+	struct uf_meta *m = &uf_pool.meta[i];
+	if (atomic_load(&m->state) != UF_SLOT_ALLOCATED || m->addr != (uintptr_t)p)
+		return 0;
+	return m->size;
+}
+
+static void free_report(int bug, uintptr_t a, int64_t slot, const struct uf_meta *m,
+			const uintptr_t *frames, int n)
+{
+	struct uf_bug_info b;
+	memset(&b, 0, sizeof b);
+	b.bug = bug;
+	b.access = -1;
+	b.addr = a;
+	if (slot >= 0 && m && atomic_load(&m->state) != UF_SLOT_UNUSED) {
+		b.has_object = 1;
+		b.slot = (uint32_t)slot;
+		b.obj = *m;
+	}
+	memcpy(b.frames, frames, (size_t)n * sizeof *frames);
+	b.nframes = n;
+	uf_report(&b);
+}
+
+void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
+{
+	uintptr_t a = (uintptr_t)p;
+	uintptr_t frames[UF_MAX_FRAMES];
+	int in = uf_tls.in_engine;
+	uf_tls.in_engine = 1;
+	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
+	int64_t i = slot_of(a);
+	if (i < 0) {
+		free_report(UF_BUG_INVALID_FREE, a, -1, NULL, frames, n);
+		goto out;
+	}
+	struct uf_meta *m = &uf_pool.meta[i];
+	uint32_t sid = uf_depot_put(frames, n);
+	struct uf_bug_info b;
+	int corrupt = 0;
+	uf_pool_lock();
+	uint32_t st = atomic_load(&m->state);
+	if (st != UF_SLOT_ALLOCATED || m->addr != a) {
+		int bug = (st == UF_SLOT_FREED && m->addr == a) ? UF_BUG_DOUBLE_FREE : UF_BUG_INVALID_FREE;
+		struct uf_meta copy = *m;
+		uf_pool_unlock();
+		free_report(bug, a, i, &copy, frames, n);
+		goto out;
+	}
+	uintptr_t bad;
+	if (uf_canary_first_bad(m, &bad)) {
+		corrupt = 1;
+		memset(&b, 0, sizeof b);
+		dump_canary(m, bad, &b);
+	}
+	m->free_stack = sid;
+	m->free_tid = (uint32_t)uf_gettid();
+	m->free_ns = uf_now_ns();
+	atomic_store_explicit(&m->state, UF_SLOT_FREED, memory_order_release);
+	uintptr_t pg = uf_slot_page((uint32_t)i);
+	uf_guard_protect(pg, uf_pool.page);
+	if (m->open & UF_OPEN_LEFT)
+		uf_guard_protect(pg - uf_pool.page, uf_pool.page);
+	if (m->open & UF_OPEN_RIGHT)
+		uf_guard_protect(pg + uf_pool.page, uf_pool.page);
+	m->open = 0;
+	bloom_add(m->cover_hash, -1);
+	if ((uint32_t)i < uf_pool.limit)
+		push((uint32_t)i);
+	atomic_fetch_sub(&uf_pool.live, 1);
+	struct uf_meta copy = *m;
+	uf_pool_unlock();
+	uf_stat_add(UF_STAT_currently_allocated, -1);
+	uf_stat_add(UF_STAT_total_frees, 1);
+	uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)uf_pool.page);
+	uf_shm_slot_publish((uint32_t)i, &copy);
+	if (corrupt) {
+		b.bug = UF_BUG_CORRUPTION;
+		b.access = -1;
+		b.addr = b.bad;
+		b.has_object = 1;
+		b.slot = (uint32_t)i;
+		b.obj = copy;
+		memcpy(b.frames, frames, (size_t)n * sizeof *frames);
+		b.nframes = n;
+		uf_report(&b);
+	}
+out:
+	uf_tls.in_engine = in;
+}
+
+/* in-place realloc, when no new slot can be had: left-placed objects grow to
+ * the page end, any object shrinks; the canary follows the new end */
+void *uf_pool_realloc(void *p, size_t n, uintptr_t caller, uintptr_t fp)
+{
+	(void)caller;
+	(void)fp;
+	int64_t i = slot_of((uintptr_t)p);
+	if (i < 0)
+		return NULL;
+	struct uf_meta *m = &uf_pool.meta[i];
+	uintptr_t pg = uf_slot_page((uint32_t)i);
+	uintptr_t bad;
+	void *r = NULL;
+	uf_pool_lock();
+	if (atomic_load(&m->state) == UF_SLOT_ALLOCATED && m->addr == (uintptr_t)p &&
+	    !uf_canary_first_bad(m, &bad) && m->addr + n <= pg + uf_pool.page &&
+	    (m->addr == pg || n <= m->size)) {
+		size_t old = m->size;
+		m->size = n;
+		if (n < old)
+			fill_canary(m->addr + n, m->addr + old);
+		r = p;
+	}
+	struct uf_meta copy = *m;
+	uf_pool_unlock();
+	if (r)
+		uf_shm_slot_publish((uint32_t)i, &copy);
+	return r;
+}
+
+void uf_pool_open_page(uintptr_t page)
+{
+	if (uf_guard_mech == UF_GUARD_MADVISE && page < uf_pool.active_end) {
+		if (uf_guard_unprotect(page, uf_pool.page) == 0)
+			return;
+	}
+	mprotect((void *)page, uf_pool.page, PROT_READ | PROT_WRITE);
+}
+
+void uf_pool_check_all(void)
+{
+	uintptr_t frames[UF_MAX_FRAMES];
+	int n = uf_stack_capture((uintptr_t)__builtin_return_address(0), (uintptr_t)__builtin_frame_address(0),
+				 frames, uf_proc.stack_depth);
+	uf_pool_lock();
+	for (uint32_t i = 0; i < uf_pool.initialized; i++) {
+		struct uf_meta *m = &uf_pool.meta[i];
+		uintptr_t bad;
+		if (atomic_load(&m->state) != UF_SLOT_ALLOCATED || !uf_canary_first_bad(m, &bad))
+			continue;
+		struct uf_bug_info b;
+		memset(&b, 0, sizeof b);
+		dump_canary(m, bad, &b);
+		b.bug = UF_BUG_CORRUPTION;
+		b.access = -1;
+		b.addr = bad;
+		b.has_object = 1;
+		b.slot = i;
+		b.obj = *m;
+		memcpy(b.frames, frames, (size_t)n * sizeof *frames);
+		b.nframes = n;
+		b.at_exit = 1;
+		uf_report(&b);
+	}
+	uf_pool_unlock();
+}

@@ -1,0 +1,314 @@
+/*
+ * The per-process shared-memory file "<pid>.shm" in the run directory
+ * (default /dev/shm/ufence-<uid>): created safely (directory 0700, owned by
+ * us, not a symlink; file O_CREAT|O_EXCL|O_NOFOLLOW 0600), truncated to a
+ * sparse size that fits the largest pool and the depot, removed at exit.
+ * Without a usable run directory the same layout lives in anonymous memory
+ * (the engine works, it just cannot be observed: degraded NO_SHM).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uf.h"
+
+struct uf_shm uf_shm;
+extern uint64_t uf_depot_len, uf_depot_size;
+extern _Atomic uint64_t uf_depot_used;
+
+#define DEPOT_TABLE_LEN (1u << 20)
+#define DEPOT_ARENA (64u << 20)
+#define MODULES_CAP 512
+
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+	return (v + a - 1) & ~(a - 1);
+}
+
+static void put_dir(const char *d, const char *why)
+{
+	struct uf_buf b;
+	char t[512];
+	b.p = t;
+	b.len = 0;
+	b.cap = sizeof t;
+	uf_put(&b, "ufence: run dir ");
+	uf_put(&b, d);
+	uf_put(&b, ": ");
+	uf_put(&b, why);
+	uf_put(&b, "; state not published\n");
+	uf_write_all(uf_proc.log_fd, b.p, b.len);
+}
+
+/* mkdir -p with 0700; the last component must be ours and private */
+static int safe_dir(const char *dir)
+{
+	char tmp[UF_PATH_LEN];
+	if (uf_strlcpy(tmp, dir, sizeof tmp) >= sizeof tmp || tmp[0] != '/') {
+		put_dir(dir, "not an absolute path");
+		return -1;
+	}
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p == '/') {
+			*p = 0;
+			mkdir(tmp, 0700);
+			*p = '/';
+		}
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST) {
+		put_dir(dir, "cannot create");
+		return -1;
+	}
+	struct stat st;
+	if (lstat(tmp, &st) || !S_ISDIR(st.st_mode)) {
+		put_dir(dir, "not a directory (or a symlink)");
+		return -1;
+	}
+	if (st.st_uid != geteuid() || (st.st_mode & 077)) {
+		put_dir(dir, "not owned by this user with mode 0700");
+		return -1;
+	}
+	return 0;
+}
+
+static int open_file(int pid)
+{
+	struct uf_buf b = {uf_shm.path, 0, sizeof uf_shm.path};
+	uf_put(&b, uf_shm.dir);
+	uf_putc(&b, '/');
+	uf_put_dec(&b, (uint64_t)pid);
+	uf_put(&b, ".shm");
+	for (int tries = 0; tries < 2; tries++) {
+		int fd = open(uf_shm.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0)
+			return fd;
+		if (errno != EEXIST)
+			return -1;
+		/* a stale file of a dead process with our pid (or our pre-exec self) */
+		struct stat st;
+		if (lstat(uf_shm.path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+			return -1;
+		unlink(uf_shm.path);
+	}
+	return -1;
+}
+
+static void read_file(const char *path, char *out, size_t cap, int nul_to_space)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	out[0] = 0;
+	if (fd < 0)
+		return;
+	ssize_t n = read(fd, out, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	out[n] = 0;
+	for (ssize_t i = 0; i < n; i++) {
+		if (out[i] == 0 && nul_to_space)
+			out[i] = ' ';
+		if (out[i] == '\n')
+			out[i] = nul_to_space ? ' ' : 0;
+	}
+	while (n > 0 && out[n - 1] == ' ')
+		out[--n] = 0;
+}
+
+static uint64_t starttime(void)
+{
+	char buf[1024];
+	read_file("/proc/self/stat", buf, sizeof buf, 0);
+	char *p = strrchr(buf, ')');
+	if (!p)
+		return 0;
+	/* field 3 follows ") "; starttime is field 22 */
+	int field = 2;
+	for (; *p && field < 22; p++)
+		if (*p == ' ')
+			field++;
+	return strtoull(p, NULL, 10);
+}
+
+static void fill_identity(struct uf_shm_header *h)
+{
+	h->pid = (uint32_t)getpid();
+	h->ppid = (uint32_t)getppid();
+	h->uid = (uint32_t)geteuid();
+	h->proc_starttime = starttime();
+	h->start_realtime_ns = uf_proc.start_real_ns;
+	h->start_monotonic_ns = uf_proc.start_mono_ns;
+	h->heartbeat_ns = uf_now_ns();
+	uf_strlcpy(h->comm, uf_proc.comm, sizeof h->comm);
+	uf_strlcpy(h->exe, uf_proc.exe, sizeof h->exe);
+	read_file("/proc/self/cmdline", h->cmdline, sizeof h->cmdline, 1);
+}
+
+int uf_shm_create(void)
+{
+	uint64_t slots = uf_pool.reserved_slots ? uf_pool.reserved_slots : 1;
+	uint64_t off = align_up(sizeof(struct uf_shm_header), 64);
+	uint64_t settings_off = off;
+	off += UF_MAX_SETTINGS * sizeof(struct uf_shm_setting);
+	uint64_t request_off = off;
+	off += UF_MAX_SETTINGS * sizeof(struct uf_shm_setting);
+	uint64_t stats_off = off;
+	off += UF_MAX_STATS * 8;
+	uint64_t modules_off = align_up(off, 64);
+	off = modules_off + MODULES_CAP * sizeof(struct uf_shm_module);
+	uint64_t table_off = align_up(off, 4096);
+	off = table_off + DEPOT_TABLE_LEN * 4ull;
+	uint64_t arena_off = off;
+	off += DEPOT_ARENA;
+	uint64_t slots_off = align_up(off, 4096);
+	off = slots_off + slots * sizeof(struct uf_shm_slot);
+	uint64_t size = align_up(off, 4096);
+
+	const char *rd = getenv("UFENCE_RUN_DIR");
+	struct uf_buf b = {uf_shm.dir, 0, sizeof uf_shm.dir};
+	if (rd && *rd) {
+		uf_put(&b, rd);
+	} else {
+		uf_put(&b, "/dev/shm/ufence-");
+		uf_put_dec(&b, geteuid());
+	}
+	char *map = MAP_FAILED;
+	int fd = -1;
+	if (safe_dir(uf_shm.dir) == 0 && (fd = open_file(getpid())) >= 0) {
+		if (ftruncate(fd, (off_t)size) == 0)
+			map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (map == MAP_FAILED) {
+			unlink(uf_shm.path);
+			close(fd);
+			fd = -1;
+		}
+	}
+	uf_shm.file = map != MAP_FAILED;
+	if (map == MAP_FAILED) {
+		map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (map == MAP_FAILED)
+			return -1;
+		uf_shm.path[0] = 0;
+	}
+	uf_shm.fd = fd;
+	uf_shm.map = map;
+	uf_shm.size = size;
+	struct uf_shm_header *h = (void *)map;
+	uf_shm.hdr = h;
+	uf_shm.stats = (uint64_t *)(map + stats_off);
+	uf_shm.slots = (struct uf_shm_slot *)(map + slots_off);
+	uf_shm.depot_table = (uint32_t *)(map + table_off);
+	uf_shm.depot_arena = map + arena_off;
+	uf_shm.modules = (struct uf_shm_module *)(map + modules_off);
+	uf_depot_len = DEPOT_TABLE_LEN;
+	uf_shm.settings_off = settings_off;
+	uf_shm.request_off = request_off;
+	uf_depot_size = DEPOT_ARENA;
+
+	h->version = UF_SHM_VERSION;
+	h->header_size = sizeof *h;
+	h->file_size = size;
+	h->page_size = (uint32_t)uf_pool.page;
+	fill_identity(h);
+	uf_strlcpy(h->engine_version, UF_ENGINE_VERSION, sizeof h->engine_version);
+	h->pool_base = uf_pool.base;
+	h->pool_reserved_slots = uf_pool.reserved_slots;
+	h->settings_count = UF_SET_COUNT;
+	h->setting_size = sizeof(struct uf_shm_setting);
+	h->settings_off = settings_off;
+	h->request_off = request_off;
+	h->stats_count = UF_STAT_COUNT;
+	h->stats_off = stats_off;
+	h->slot_size = sizeof(struct uf_shm_slot);
+	h->slots_off = slots_off;
+	h->slots_capacity = slots;
+	h->depot_table_off = table_off;
+	h->depot_table_len = DEPOT_TABLE_LEN;
+	h->depot_arena_off = arena_off;
+	h->depot_arena_size = DEPOT_ARENA;
+	h->depot_arena_used = 8;
+	h->module_size = sizeof(struct uf_shm_module);
+	h->modules_off = modules_off;
+	h->modules_capacity = MODULES_CAP;
+	uf_strlcpy(h->report_dir, uf_proc.report_dir, sizeof h->report_dir);
+	if (!uf_shm.file)
+		uf_stat_set(UF_STAT_degraded, UF_DEGRADED_NO_SHM);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	memcpy(h->magic, UF_SHM_MAGIC, 8);
+	return 0;
+}
+
+/* Copy the parent's file into our own, page runs that hold data only, then
+ * map the copy over the same address so every pointer stays valid. */
+void uf_shm_after_fork(void)
+{
+	if (!uf_shm.file)
+		return;                 /* anonymous fallback: fork copied it */
+	int old = uf_shm.fd;
+	int fd = open_file(getpid());
+	if (fd < 0 || ftruncate(fd, (off_t)uf_shm.size)) {
+		/* cannot publish: a private copy-on-write view, so the parent's
+		 * file is never written by the child */
+		if (fd >= 0)
+			close(fd);
+		mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, old, 0);
+		close(old);
+		uf_shm.file = 0;
+		uf_shm.path[0] = 0;
+		uf_shm.fd = -1;
+		return;
+	}
+	off_t pos = 0, end = (off_t)uf_shm.size;
+	while (pos < end) {
+		off_t d = lseek(old, pos, SEEK_DATA);
+		if (d < 0)
+			break;
+		off_t hole = lseek(old, d, SEEK_HOLE);
+		if (hole < 0)
+			hole = end;
+		for (off_t o = d; o < hole;) {
+			ssize_t w = pwrite(fd, uf_shm.map + o, (size_t)(hole - o), o);
+			if (w <= 0)
+				break;
+			o += w;
+		}
+		pos = hole;
+	}
+	mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
+	close(old);
+	uf_shm.fd = fd;
+	fill_identity(uf_shm.hdr);
+}
+
+void uf_shm_remove(void)
+{
+	if (uf_shm.file && uf_shm.path[0] && uf_shm.hdr && uf_shm.hdr->pid == (uint32_t)getpid())
+		unlink(uf_shm.path);
+}
+
+void uf_shm_slot_publish(uint32_t i, const struct uf_meta *m)
+{
+	if (!uf_shm.slots || i >= uf_pool.reserved_slots)
+		return;
+	struct uf_shm_slot *s = &uf_shm.slots[i];
+	uint32_t seq = __atomic_load_n(&s->seq, __ATOMIC_RELAXED);
+	if (seq & 1)
+		seq++;
+	__atomic_store_n(&s->seq, seq + 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	s->state = atomic_load(&m->state);
+	s->flags = m->flags;
+	s->alloc_stack = m->alloc_stack;
+	s->addr = m->addr;
+	s->size = m->size;
+	s->alloc_tid = m->alloc_tid;
+	s->free_tid = m->free_tid;
+	s->free_stack = m->free_stack;
+	s->alloc_cpu = 0;
+	s->alloc_ns = m->alloc_ns;
+	s->free_ns = m->free_ns;
+	__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);
+}

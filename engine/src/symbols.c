@@ -1,0 +1,332 @@
+/*
+ * Modules and symbols without dladdr (not async-signal-safe): the module
+ * table is refreshed with dl_iterate_phdr outside signal context (init,
+ * control thread) and read under a seqlock; function names come from the
+ * module's own file, .symtab or else .dynsym, mapped with open+mmap, which
+ * are safe in a signal handler. Symbol lookups run under the report lock.
+ */
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "uf.h"
+
+#define MAX_MODULES 512
+
+static struct uf_module mods[MAX_MODULES];
+static _Atomic uint32_t mods_seq;
+static int nmods;
+static unsigned long long last_adds, last_subs;
+static pthread_mutex_t mods_mu = PTHREAD_MUTEX_INITIALIZER;
+_Atomic int uf_modules_dirty;
+
+struct collect {
+	struct uf_module *out;
+	int n;
+};
+
+static void build_id_of(struct dl_phdr_info *info, struct uf_module *m)
+{
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_NOTE)
+			continue;
+		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
+		const char *end = p + ph->p_memsz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *nh = (const void *)p;
+			const char *name = p + sizeof *nh;
+			const char *desc = name + ((nh->n_namesz + 3) & ~3u);
+			if (desc + nh->n_descsz > end)
+				break;
+			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+				uint32_t n = nh->n_descsz < UF_BUILD_ID_MAX ? nh->n_descsz : UF_BUILD_ID_MAX;
+				memcpy(m->build_id, desc, n);
+				m->build_id_len = n;
+				return;
+			}
+			p = desc + ((nh->n_descsz + 3) & ~3u);
+		}
+	}
+}
+
+static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	(void)size;
+	struct collect *c = data;
+	if (c->n >= MAX_MODULES)
+		return 1;
+	struct uf_module *m = &c->out[c->n];
+	memset(m, 0, sizeof *m);
+	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type != PT_LOAD)
+			continue;
+		uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
+		if (s < lo)
+			lo = s;
+		if (e > hi)
+			hi = e;
+	}
+	if (!hi)
+		return 0;
+	m->base = info->dlpi_addr;
+	m->start = lo;
+	m->end = hi;
+	const char *name = info->dlpi_name;
+	if (!name || !*name)
+		name = c->n == 0 ? uf_proc.exe : "";
+	uf_strlcpy(m->path, name, sizeof m->path);
+	build_id_of(info, m);
+	c->n++;
+	return 0;
+}
+
+static int counts_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+	if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+		((unsigned long long *)data)[0] = info->dlpi_adds;
+		((unsigned long long *)data)[1] = info->dlpi_subs;
+	}
+	return 1;
+}
+
+static void publish_shm(void)
+{
+	if (!uf_shm.modules)
+		return;
+	struct uf_shm_header *h = uf_shm.hdr;
+	uint32_t seq = __atomic_load_n(&h->modules_seq, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->modules_seq, seq | 1, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_RELEASE);
+	for (int i = 0; i < nmods; i++) {
+		struct uf_shm_module *s = &uf_shm.modules[i];
+		memset(s, 0, sizeof *s);
+		s->base = mods[i].base;
+		s->start = mods[i].start;
+		s->end = mods[i].end;
+		s->build_id_len = mods[i].build_id_len;
+		memcpy(s->build_id, mods[i].build_id, sizeof s->build_id);
+		uf_strlcpy(s->path, mods[i].path, sizeof s->path);
+	}
+	h->modules_count = (uint32_t)nmods;
+	__atomic_store_n(&h->modules_seq, (seq | 1) + 1, __ATOMIC_RELEASE);
+}
+
+void uf_callers_update(void);
+
+void uf_modules_refresh(int force)
+{
+	unsigned long long c[2] = {0, 0};
+	dl_iterate_phdr(counts_cb, c);
+	if (!force && !atomic_load(&uf_modules_dirty) && c[0] == last_adds && c[1] == last_subs)
+		return;
+	static struct uf_module tmp[MAX_MODULES];
+	pthread_mutex_lock(&mods_mu);
+	struct collect col = {tmp, 0};
+	dl_iterate_phdr(collect_cb, &col);
+	uint32_t seq = atomic_load(&mods_seq);
+	atomic_store(&mods_seq, seq | 1);
+	atomic_thread_fence(memory_order_release);
+	memcpy(mods, tmp, sizeof(struct uf_module) * (size_t)col.n);
+	nmods = col.n;
+	atomic_store_explicit(&mods_seq, (seq | 1) + 1, memory_order_release);
+	last_adds = c[0];
+	last_subs = c[1];
+	atomic_store(&uf_modules_dirty, 0);
+	publish_shm();
+	pthread_mutex_unlock(&mods_mu);
+	uf_callers_update();
+}
+
+const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t s = atomic_load_explicit(&mods_seq, memory_order_acquire);
+		if (s & 1)
+			continue;
+		int found = 0, n = nmods;
+		for (int i = 0; i < n && i < MAX_MODULES; i++) {
+			if (pc >= mods[i].start && pc < mods[i].end) {
+				memcpy(copy, &mods[i], sizeof *copy);
+				found = 1;
+				break;
+			}
+		}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&mods_seq, memory_order_relaxed) == s)
+			return found ? copy : NULL;
+	}
+	return NULL;
+}
+
+/* ---- callers filter: ranges of the named modules ---- */
+#define MAX_RANGES 64
+static struct {
+	uintptr_t lo, hi;
+} ranges[MAX_RANGES];
+static _Atomic int nranges;
+
+static int name_matches(const char *list, const char *path)
+{
+	const char *base = uf_basename(path);
+	size_t bl = strlen(base), pl = strlen(path);
+	const char *p = list;
+	while (*p) {
+		const char *e = strchr(p, ',');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n && ((n == bl && memcmp(p, base, n) == 0) || (n == pl && memcmp(p, path, n) == 0)))
+			return 1;
+		/* "libfoo.so" also matches "libfoo.so.1" */
+		if (n && bl > n && memcmp(p, base, n) == 0 && base[n] == '.')
+			return 1;
+		p += n + (e ? 1 : 0);
+	}
+	return 0;
+}
+
+void uf_callers_update(void)
+{
+	const char *list = uf_cur[UF_SET_callers].text;
+	int k = 0;
+	pthread_mutex_lock(&mods_mu);
+	atomic_store(&nranges, 0);
+	for (int i = 0; i < nmods && k < MAX_RANGES && *list; i++) {
+		if (name_matches(list, mods[i].path)) {
+			ranges[k].lo = mods[i].start;
+			ranges[k].hi = mods[i].end;
+			k++;
+		}
+	}
+	atomic_store(&nranges, k);
+	pthread_mutex_unlock(&mods_mu);
+}
+
+int uf_filter_caller(uintptr_t caller)
+{
+	int n = atomic_load_explicit(&nranges, memory_order_acquire);
+	for (int i = 0; i < n; i++)
+		if (caller >= ranges[i].lo && caller < ranges[i].hi)
+			return 1;
+	/* maybe a module dlopen'ed since the last refresh: have it looked at */
+	if (!atomic_load_explicit(&uf_modules_dirty, memory_order_relaxed)) {
+		struct uf_module m;
+		if (!uf_module_of(caller, &m)) {
+			atomic_store(&uf_modules_dirty, 1);
+			uf_control_wake();
+		}
+	}
+	return 0;
+}
+
+/* ---- ELF symbol tables, from the file ---- */
+#define SYMCACHE 32
+struct symfile {
+	char path[UF_PATH_LEN];
+	const uint8_t *map;
+	size_t size;
+	const ElfW(Sym) *syms[2];
+	size_t nsyms[2];
+	const char *strs[2];
+	size_t strsz[2];
+	int ok;
+};
+static struct symfile cache[SYMCACHE];
+static int cache_next;
+
+static void load(struct symfile *f, const char *path)
+{
+	memset(f, 0, sizeof *f);
+	uf_strlcpy(f->path, path, sizeof f->path);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	struct stat st;
+	if (fstat(fd, &st) || !S_ISREG(st.st_mode) || st.st_size < (off_t)sizeof(ElfW(Ehdr))) {
+		close(fd);
+		return;
+	}
+	void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return;
+	f->map = m;
+	f->size = (size_t)st.st_size;
+	const ElfW(Ehdr) *eh = m;
+	if (memcmp(eh->e_ident, ELFMAG, SELFMAG) || eh->e_shentsize != sizeof(ElfW(Shdr)) ||
+	    eh->e_shoff + (uint64_t)eh->e_shnum * sizeof(ElfW(Shdr)) > f->size)
+		return;
+	const ElfW(Shdr) *sh = (const void *)((const uint8_t *)m + eh->e_shoff);
+	for (int i = 0; i < eh->e_shnum; i++) {
+		int k = sh[i].sh_type == SHT_SYMTAB ? 0 : sh[i].sh_type == SHT_DYNSYM ? 1 : -1;
+		if (k < 0 || sh[i].sh_link >= eh->e_shnum)
+			continue;
+		const ElfW(Shdr) *str = &sh[sh[i].sh_link];
+		if (sh[i].sh_offset + sh[i].sh_size > f->size || str->sh_offset + str->sh_size > f->size)
+			continue;
+		f->syms[k] = (const void *)((const uint8_t *)m + sh[i].sh_offset);
+		f->nsyms[k] = sh[i].sh_size / sizeof(ElfW(Sym));
+		f->strs[k] = (const char *)m + str->sh_offset;
+		f->strsz[k] = str->sh_size;
+	}
+	f->ok = 1;
+}
+
+static struct symfile *file_for(const char *path)
+{
+	for (int i = 0; i < SYMCACHE; i++)
+		if (cache[i].path[0] && uf_streq(cache[i].path, path))
+			return &cache[i];
+	struct symfile *f = &cache[cache_next];
+	cache_next = (cache_next + 1) % SYMCACHE;
+	if (f->map)
+		munmap((void *)f->map, f->size);
+	load(f, path);
+	return f;
+}
+
+int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
+		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod)
+{
+	name[0] = 0;
+	if (!uf_module_of(pc, mod))
+		return 0;
+	if (!mod->path[0] || mod->path[0] != '/')
+		return 1;
+	struct symfile *f = file_for(mod->path);
+	if (!f->ok)
+		return 1;
+	uintptr_t key = pc - mod->base - (is_return ? 1 : 0);
+	for (int k = 0; k < 2; k++) {
+		const ElfW(Sym) *best = NULL;
+		for (size_t i = 0; i < f->nsyms[k]; i++) {
+			const ElfW(Sym) *s = &f->syms[k][i];
+			int t = ELF64_ST_TYPE(s->st_info);
+			if ((t != STT_FUNC && t != STT_GNU_IFUNC) || s->st_shndx == SHN_UNDEF || !s->st_value)
+				continue;
+			if (key >= s->st_value && key < s->st_value + (s->st_size ? s->st_size : 1)) {
+				best = s;
+				break;
+			}
+		}
+		if (best && best->st_name < f->strsz[k]) {
+			const char *nm = f->strs[k] + best->st_name;
+			size_t maxl = f->strsz[k] - best->st_name;
+			size_t l = strnlen(nm, maxl);
+			if (l >= namelen)
+				l = namelen - 1;
+			memcpy(name, nm, l);
+			name[l] = 0;
+			*fn_off = pc - mod->base - best->st_value;
+			*fn_size = best->st_size;
+			return 2;
+		}
+	}
+	return 1;
+}

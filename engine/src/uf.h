@@ -1,0 +1,316 @@
+/*
+ * ufence engine: internal declarations shared by the engine's files.
+ *
+ * Split by concern as KFENCE splits core.c/report.c:
+ *   interpose.c  malloc family, bootstrap arena, forwarding to the next allocator
+ *   sample.c     the gate (off / interval / rate / full) and the filters
+ *   pool.c       the reserved region, slots, placement, canaries, freelist
+ *   guard.c      MADV_GUARD_INSTALL/REMOVE or mprotect
+ *   fault.c      SIGSEGV/SIGBUS handler, classification, sigaction interposition
+ *   report.c     KFENCE-shaped text and JSON reports
+ *   fmt.c        async-signal-safe formatting into fixed buffers
+ *   symbols.c    module table (dl_iterate_phdr) and ELF symbol lookup from files
+ *   stack.c      frame-pointer stack capture
+ *   depot.c      stack depot in the shared-memory file
+ *   shm.c        the per-process shared-memory file
+ *   settings.c   the settings table, the validator, UFENCE_OPTIONS
+ *   control.c    the control thread: live requests, heartbeat, sampling timer
+ *   init.c       start-up, exit checks, fork handling, follow_exec
+ */
+#ifndef UF_INTERNAL_H
+#define UF_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "ufence/shm.h"
+
+#define UF_HIDDEN __attribute__((visibility("hidden")))
+#define UF_EXPORT __attribute__((visibility("default")))
+#define UF_LIKELY(x) __builtin_expect(!!(x), 1)
+#define UF_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define UF_NOINLINE __attribute__((noinline))
+
+#define UF_MAX_FRAMES 64
+#define UF_ENGINE_VERSION "0.1.0"
+
+/* ---- settings (settings.c) ---- */
+enum uf_kind { UF_INT, UF_BOOL, UF_ENUM, UF_STR };
+#define UF_LIVE 1
+#define UF_BOOT 2
+
+enum uf_setting_id {
+#define UF_SETTING(name, kind, def, mn, mx, choices, flags, help) UF_SET_##name,
+#include "settings.def"
+#undef UF_SETTING
+	UF_SET_COUNT
+};
+
+struct uf_setting_def {
+	const char *name;
+	int kind;
+	const char *def;
+	int64_t min, max;
+	const char *choices;
+	int flags;
+};
+
+struct uf_value {
+	int64_t v;
+	char text[UF_SETTING_TEXT];
+};
+
+extern const struct uf_setting_def uf_setting_defs[UF_SET_COUNT];
+extern struct uf_value uf_cur[UF_SET_COUNT];   /* applied values (private) */
+
+int uf_setting_find(const char *name, size_t len);
+/* Parse text for setting id into out; on error write a one-line reason to err. */
+int uf_setting_parse(int id, const char *text, struct uf_value *out, char *err, size_t errlen);
+void uf_settings_defaults(void);
+void uf_options_parse(const char *opts);     /* UFENCE_OPTIONS at start-up */
+/* Apply a whole new settings vector (all-or-nothing); returns 0 or an errno. */
+int uf_settings_apply(const struct uf_value *next, char *err, size_t errlen);
+void uf_settings_publish(void);              /* copy current values into the shm file */
+
+/* ---- sampling and filters (sample.c) ---- */
+enum uf_gate_mode { UF_GATE_OFF = 0, UF_GATE_FULL = 1, UF_GATE_RATE = 2, UF_GATE_INTERVAL = 3 };
+extern volatile int uf_gate;                 /* the one global the fast path tests */
+extern _Atomic int uf_interval_tokens;
+extern int uf_sample_rate;
+extern __thread int32_t uf_tls_countdown __attribute__((tls_model("initial-exec")));
+void uf_sample_configure(void);              /* recompute gate from uf_cur */
+void uf_sample_tick(void);                   /* interval timer: open the gate */
+int uf_size_class(size_t size);              /* index into the malloc-N classes */
+const char *uf_size_class_name(size_t size, int page_alloc);
+int uf_parse_size_classes(const char *text, uint32_t *mask, char *err, size_t errlen);
+int uf_filter_caller(uintptr_t caller);      /* 1 = allowed */
+extern uint32_t uf_class_mask;               /* 0 = all */
+
+/* ---- thread-local engine state ---- */
+struct uf_tls {
+	int in_engine;         /* recursion guard */
+	int tid;
+	uint64_t rng;
+	uintptr_t stack_lo, stack_hi;
+	int stack_known;
+};
+extern __thread struct uf_tls uf_tls __attribute__((tls_model("initial-exec")));
+int uf_gettid(void);
+uint64_t uf_rand(void);
+
+/* ---- real allocator (interpose.c) ---- */
+struct uf_real {
+	void *(*malloc)(size_t);
+	void (*free)(void *);
+	void *(*calloc)(size_t, size_t);
+	void *(*realloc)(void *, size_t);
+	void *(*memalign)(size_t, size_t);
+	int (*posix_memalign)(void **, size_t, size_t);
+	void *(*aligned_alloc)(size_t, size_t);
+	void *(*valloc)(size_t);
+	void *(*pvalloc)(size_t);
+	size_t (*malloc_usable_size)(void *);
+	int (*sigaction)(int, const void *, void *);
+};
+extern struct uf_real uf_real;
+void uf_resolve(void);
+int uf_arena_owns(const void *p);
+
+/* ---- pool (pool.c) ---- */
+struct uf_meta {
+	uintptr_t addr;        /* object start */
+	size_t size;
+	_Atomic uint32_t state;
+	uint32_t flags;
+	uint32_t alloc_stack, free_stack;
+	uint32_t alloc_tid, free_tid;
+	uint64_t alloc_ns, free_ns;
+	uint32_t next;         /* freelist link, UINT32_MAX = none */
+	uint32_t cover_hash;   /* skip-covered bloom key */
+	uint8_t inlist;
+	uint8_t open;          /* pages opened after a report: UF_OPEN_* */
+	uint8_t pad[6];
+};
+#define UF_OPEN_LEFT 1u
+#define UF_OPEN_RIGHT 2u
+#define UF_OPEN_OBJECT 4u
+
+struct uf_pool {
+	uintptr_t range_base;  /* arena + pool: [range_base, range_base + range_len) */
+	size_t range_len;
+	uintptr_t base;        /* pool_base */
+	uintptr_t end;
+	size_t page;
+	uint32_t reserved_slots;
+	uint32_t initialized;  /* slots whose guards are installed */
+	uint32_t limit;        /* num_objects applied */
+	uintptr_t active_end;  /* madvise mode: end of the RW+guarded part */
+	struct uf_meta *meta;
+	uint32_t free_head, free_tail;
+	_Atomic uint32_t live;
+	int ok;
+};
+extern struct uf_pool uf_pool;
+/* single range compare used by free(): arena and pool together */
+static inline int uf_owns(const void *p)
+{
+	return UF_UNLIKELY((uintptr_t)p - uf_pool.range_base < uf_pool.range_len);
+}
+int uf_pool_reserve(void);                   /* address space + arena, at first use */
+int uf_pool_resize(uint32_t n, char *err, size_t errlen);
+void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
+void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp);
+size_t uf_pool_usable(const void *p);
+void *uf_pool_realloc(void *p, size_t n, uintptr_t caller, uintptr_t fp);
+void uf_pool_check_all(void);                /* check_on_exit */
+void uf_pool_lock(void);
+void uf_pool_unlock(void);
+void uf_pool_atfork_child(void);
+static inline uintptr_t uf_slot_page(uint32_t i)
+{
+	return uf_pool.base + (2 * (uintptr_t)i + 2) * uf_pool.page;
+}
+void uf_pool_open_page(uintptr_t page);
+int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
+
+/* ---- guard (guard.c) ---- */
+enum { UF_GUARD_MADVISE = 1, UF_GUARD_MPROTECT = 2 };
+extern int uf_guard_mech;
+int uf_guard_init(int want);                 /* want: 0 auto, 1 madvise, 2 mprotect */
+int uf_guard_protect(uintptr_t addr, size_t len);
+int uf_guard_unprotect(uintptr_t addr, size_t len);
+int uf_guard_activate(uintptr_t addr, size_t len);
+
+/* ---- stack (stack.c) ---- */
+int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max);
+int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t *out, int max);
+uint32_t uf_stack_hash(const uintptr_t *f, int n);
+
+/* ---- depot (depot.c) ---- */
+uint32_t uf_depot_put(const uintptr_t *frames, int n);
+int uf_depot_get(uint32_t id, uintptr_t *out, int max);
+
+/* ---- shm (shm.c) ---- */
+struct uf_shm {
+	char *map;
+	size_t size;
+	struct uf_shm_header *hdr;
+	uint64_t *stats;
+	struct uf_shm_slot *slots;
+	uint32_t *depot_table;
+	char *depot_arena;
+	struct uf_shm_module *modules;
+	uint64_t settings_off, request_off;  /* private copies: never read back */
+	int fd;
+	int file;              /* 1 = a real file in the run dir */
+	char path[UF_PATH_LEN];
+	char dir[UF_PATH_LEN];
+};
+extern struct uf_shm uf_shm;
+int uf_shm_create(void);
+void uf_shm_after_fork(void);
+void uf_shm_remove(void);
+void uf_shm_slot_publish(uint32_t i, const struct uf_meta *m);
+static inline void uf_stat_add(int which, int64_t d)
+{
+	if (uf_shm.stats)
+		__atomic_fetch_add(&uf_shm.stats[which], (uint64_t)d, __ATOMIC_RELAXED);
+}
+static inline void uf_stat_set(int which, uint64_t v)
+{
+	if (uf_shm.stats)
+		__atomic_store_n(&uf_shm.stats[which], v, __ATOMIC_RELAXED);
+}
+static inline uint64_t uf_stat_get(int which)
+{
+	return uf_shm.stats ? __atomic_load_n(&uf_shm.stats[which], __ATOMIC_RELAXED) : 0;
+}
+
+/* ---- modules and symbols (symbols.c) ---- */
+struct uf_module {
+	uintptr_t base, start, end;
+	char path[UF_PATH_LEN];
+	uint8_t build_id[UF_BUILD_ID_MAX];
+	uint32_t build_id_len;
+};
+void uf_modules_refresh(int force);
+const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
+int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
+		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);
+extern _Atomic int uf_modules_dirty;
+
+/* ---- faults (fault.c) ---- */
+int uf_fault_install(void);
+void uf_fault_altstack(void);
+
+/* ---- reports (report.c) ---- */
+enum uf_bug {
+	UF_BUG_OOB, UF_BUG_UAF, UF_BUG_CORRUPTION, UF_BUG_INVALID,
+	UF_BUG_INVALID_FREE, UF_BUG_DOUBLE_FREE,
+};
+struct uf_bug_info {
+	int bug;
+	int access;            /* 0 read, 1 write, -1 none */
+	uintptr_t addr;
+	int has_object;
+	uint32_t slot;
+	struct uf_meta obj;    /* copy */
+	int64_t distance;
+	int side;              /* 0 left, 1 right */
+	uintptr_t frames[UF_MAX_FRAMES];
+	int nframes;
+	int first_is_pc;       /* frames[0] is a faulting pc, not a return address */
+	int signo, si_code;
+	uintptr_t bad;         /* corruption: first corrupted byte */
+	uint8_t dump[16];      /* corruption: bytes from bad on */
+	uint8_t dump_bad[16];
+	int ndump;
+	int at_exit;           /* found by check_on_exit */
+};
+void uf_report(struct uf_bug_info *b);
+/* one report per object: returns 1 if this slot was already reported */
+int uf_report_claim(uint32_t slot);
+
+/* ---- control (control.c) ---- */
+int uf_control_start(void);
+void uf_control_wake(void);
+
+/* ---- init and process (init.c) ---- */
+struct uf_proc {
+	int pid;
+	uint64_t start_mono_ns;
+	uint64_t start_real_ns;
+	char comm[UF_COMM_LEN];
+	char exe[UF_PATH_LEN];
+	char report_dir[UF_PATH_LEN];
+	int log_fd;
+	_Atomic int ready;     /* constructor finished */
+	int stack_depth;
+};
+extern struct uf_proc uf_proc;
+uint64_t uf_now_ns(void);
+void uf_init_early(void);
+void uf_die_after_bug(void);                 /* fault=abort for non-signal bugs */
+
+/* ---- fmt (fmt.c) ---- */
+struct uf_buf {
+	char *p;
+	size_t len, cap;
+};
+void uf_put(struct uf_buf *b, const char *s);
+void uf_putn(struct uf_buf *b, const char *s, size_t n);
+void uf_putc(struct uf_buf *b, char c);
+void uf_put_dec(struct uf_buf *b, uint64_t v);
+void uf_put_sdec(struct uf_buf *b, int64_t v);
+void uf_put_hex(struct uf_buf *b, uint64_t v);       /* 0x... */
+void uf_put_hex2(struct uf_buf *b, unsigned v);      /* 0xNN */
+void uf_put_secs(struct uf_buf *b, uint64_t ns);     /* S.UUUUUU */
+void uf_put_json_str(struct uf_buf *b, const char *s);
+void uf_write_all(int fd, const char *p, size_t n);
+size_t uf_strlcpy(char *dst, const char *src, size_t n);
+int uf_streq(const char *a, const char *b);
+const char *uf_basename(const char *p);
+
+#endif
