@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""Cost of the engine when off: callgrind instruction counts and A/B wall-clock medians.
+
+Three configurations of one malloc-heavy program (malloc_heavy.c):
+  none     no engine
+  off      engine loaded, sample_interval=0 (what `ufence run --mode off` gives)
+  sample   engine at 1 in 1000 allocations (`ufence run --sample-rate 1000`)
+The environments are built by `ufence run`'s own code, so they are what a user gets.
+
+Instruction counts are taken at two round counts: the difference is the
+per-round (fast path) cost without start-up; the totals include start-up.
+Wall-clock runs alternate none/off/sample so drift hits all alike; medians.
+
+Writes bench/results/off_cost.json and docs/bench-off-cost.md.
+Usage: bench/off_cost/run.py [--rounds N] [--wall-rounds N] [--repeats K]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+sys.path.insert(0, str(REPO / "src"))
+
+from ufence.cli import build_parser  # noqa: E402
+from ufence.cli.run import build_env  # noqa: E402
+from ufence.engine import library_path  # noqa: E402
+
+CONFIGS: dict[str, list[str] | None] = {
+    "none": None,
+    "off": ["--mode", "off"],
+    "sample": ["--mode", "sample", "--sample-rate", "1000"],
+}
+
+
+def env_for(flags: list[str] | None, base: dict[str, str]) -> dict[str, str]:
+    if flags is None:
+        return {k: v for k, v in base.items() if k not in ("LD_PRELOAD", "UFENCE_OPTIONS")}
+    args = build_parser().parse_args(["run", *flags, "--", "true"])
+    return build_env(args, base)
+
+
+def callgrind_ir(prog: Path, rounds: int, env: dict[str, str], tmp: Path) -> int:
+    out = tmp / f"cg-{rounds}-{time.monotonic_ns()}.out"
+    subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", str(prog), str(rounds)],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    text = out.read_text()
+    m = re.search(r"^(?:summary|totals):\s*(\d+)", text, re.M)
+    if not m:
+        raise SystemExit(f"no instruction total in {out}")
+    return int(m[1])
+
+
+def wall(prog: Path, rounds: int, env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run([str(prog), str(rounds)], env=env, check=True, stdout=subprocess.DEVNULL, timeout=120)
+    return time.perf_counter() - t0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=200_000, help="callgrind rounds (also run at 2x)")
+    ap.add_argument("--wall-rounds", type=int, default=2_000_000)
+    ap.add_argument("--repeats", type=int, default=11, help="alternating wall-clock runs per configuration")
+    ap.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "off_cost.json")
+    ap.add_argument("--doc", type=Path, default=REPO / "docs" / "bench-off-cost.md")
+    a = ap.parse_args()
+    if not shutil.which("valgrind"):
+        raise SystemExit("valgrind not found (apt-get install valgrind)")
+    with tempfile.TemporaryDirectory(prefix="ufence-offcost-") as td:
+        tmp = Path(td)
+        os.chmod(tmp, 0o700)
+        prog = tmp / "malloc_heavy"
+        subprocess.run(["cc", "-O2", "-o", str(prog), str(HERE / "malloc_heavy.c")], check=True)
+        base = dict(os.environ, UFENCE_RUN_DIR=str(tmp / "run"), UFENCE_REPORT_DIR=str(tmp / "reports"))
+        envs = {name: env_for(flags, base) for name, flags in CONFIGS.items()}
+
+        n1, n2 = a.rounds, 2 * a.rounds
+        ir = {name: {str(n): callgrind_ir(prog, n, env, tmp) for n in (n1, n2)} for name, env in envs.items()}
+        per_round = {name: (v[str(n2)] - v[str(n1)]) / (n2 - n1) for name, v in ir.items()}
+
+        times: dict[str, list[float]] = {name: [] for name in envs}
+        for env in envs.values():  # warm-up: page cache, first-run effects
+            wall(prog, a.wall_rounds // 10, env)
+        for _ in range(a.repeats):
+            for name, env in envs.items():
+                times[name].append(wall(prog, a.wall_rounds, env))
+    med = {name: statistics.median(v) for name, v in times.items()}
+    base_ir = ir["none"][str(n2)]
+    result = {
+        "engine": str(library_path()),
+        "machine": {"cpu": platform.processor() or platform.machine(), "kernel": platform.release(),
+                    "nproc": os.cpu_count()},
+        "program": "bench/off_cost/malloc_heavy.c (cc -O2); one round = one free + one malloc/calloc of 8..520 B",
+        "callgrind": {
+            "rounds": [n1, n2],
+            "instructions": ir,
+            "per_round": per_round,
+            "total_overhead_pct": {k: 100 * (ir[k][str(n2)] / base_ir - 1) for k in ir},
+            "per_round_overhead_pct": {k: 100 * (per_round[k] / per_round["none"] - 1) for k in per_round},
+        },
+        "wall": {
+            "rounds": a.wall_rounds, "repeats": a.repeats, "seconds": times, "median": med,
+            "ratio_to_none": {k: med[k] / med["none"] for k in med},
+        },
+        "target": "engine off adds < 2% instructions",
+    }
+    result["pass"] = result["callgrind"]["total_overhead_pct"]["off"] < 2.0
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(result, indent=2) + "\n")
+    a.doc.write_text(markdown(result))
+    print(markdown(result))
+    return 0
+
+
+def markdown(r: dict) -> str:  # type: ignore[type-arg]
+    cg, w = r["callgrind"], r["wall"]
+    n2 = str(cg["rounds"][1])
+    rows = [
+        f"| {name} | {cg['instructions'][name][n2]:,} | {cg['total_overhead_pct'][name]:+.2f}% | "
+        f"{cg['per_round'][name]:.1f} | {cg['per_round_overhead_pct'][name]:+.2f}% | "
+        f"{w['median'][name] * 1000:.1f} ms | {w['ratio_to_none'][name]:.3f} |"
+        for name in ("none", "off", "sample")
+    ]
+    return "\n".join([
+        "# Cost of the engine when off",
+        "",
+        "Generated by `bench/off_cost/run.py` (raw data: `bench/results/off_cost.json`).",
+        f"Program: {r['program']}.",
+        f"Machine: {r['machine']['cpu']}, Linux {r['machine']['kernel']}, {r['machine']['nproc']} CPUs (shared).",
+        "",
+        "- **none**: no engine; **off**: engine loaded, `sample_interval=0` (`ufence run --mode off`);",
+        "  **sample**: 1 in 1000 allocations guarded (`ufence run --sample-rate 1000`).",
+        f"- Instructions: `valgrind --tool=callgrind`, whole program, {int(n2):,} rounds; per round = difference",
+        f"  between {cg['rounds'][0]:,} and {int(n2):,} rounds, divided by the extra rounds (start-up cancels out).",
+        f"- Wall clock: median of {w['repeats']} alternating runs (none, off, sample, none, ...) of "
+        f"{w['rounds']:,} rounds each.",
+        "",
+        "| config | instructions | vs none | instr/round | vs none | wall (median) | wall ratio |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Target: {r['target']} — **{'met' if r['pass'] else 'NOT met'}** "
+        f"({cg['total_overhead_pct']['off']:+.2f}% total, {cg['per_round_overhead_pct']['off']:+.2f}% per round).",
+        "",
+    ])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
