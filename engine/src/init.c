@@ -228,3 +228,17 @@ __attribute__((destructor(101))) static void uf_dtor(void)
 	uf_shm_remove();
 	uf_tls.in_engine = in;
 }
+
+/* A child that ends with _exit() runs no destructor: still remove its file.
+ * (exit() reaches the kernel through libc's internal _exit, not this one.) */
+UF_EXPORT __attribute__((noreturn)) void _exit(int code)
+{
+	uf_shm_remove();
+	for (;;)
+		syscall(SYS_exit_group, code);
+}
+
+UF_EXPORT __attribute__((noreturn)) void _Exit(int code)
+{
+	_exit(code);
+}
