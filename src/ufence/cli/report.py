@@ -62,11 +62,42 @@ def load_report(path: Path) -> Report:
     if not isinstance(data, dict) or not str(data.get("schema", "")).startswith("ufence.report/"):
         raise UfenceError(f"{path}: not a ufence bug report (no 'ufence.report/N' schema field)")
     try:
+        _shape(data)
         rep = Report.from_dict(data)
         _check(rep)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise UfenceError(f"{path}: malformed bug report ({type(e).__name__}: {e})") from None
+    except KeyError as e:
+        raise UfenceError(f"{path}: malformed bug report (missing field {e})") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise UfenceError(f"{path}: malformed bug report ({e})") from None
     return rep
+
+
+def _frames_shape(v: object, where: str) -> None:
+    if not isinstance(v, list) or not all(isinstance(f, dict) for f in v):
+        raise ValueError(f"{where} is not a list of frame objects")
+    for f in v:
+        if "inlined" in f:
+            _frames_shape(f["inlined"], f"{where} inlined")
+
+
+def _shape(d: dict[str, object]) -> None:
+    """The containers from_dict walks, so a wrong type is named, not a Python error."""
+    _frames_shape(d.get("stack", []), "stack")
+    obj = d.get("object")
+    if obj is None:
+        return
+    if not isinstance(obj, dict):
+        raise ValueError("object is not an object")
+    for k in ("alloc", "free"):
+        t = obj.get(k)
+        if t is None:
+            continue
+        if not isinstance(t, dict):
+            raise ValueError(f"object.{k} is not an object")
+        _frames_shape(t.get("frames", []), f"object.{k}.frames")
+    c = d.get("corruption", [])
+    if not isinstance(c, list) or not all(isinstance(b, dict) for b in c):
+        raise ValueError("corruption is not a list of byte objects")
 
 
 def _check(rep: Report) -> None:
