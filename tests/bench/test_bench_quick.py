@@ -1,0 +1,48 @@
+"""bench/run --quick: every configuration runs the fast workloads without crashing or false reports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs a C compiler")
+def test_quick_micro_hackbench(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    # The harness builds the engine itself unless UFENCE_ENGINE points at one.
+    env.setdefault("BENCH_BUILD_DIR", str(tmp_path / "build"))
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only", "micro,hackbench", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "bench: passed" in r.stderr
+    for name in ("micro", "hackbench"):
+        doc = json.loads((out / f"{name}.json").read_text())
+        assert doc["mode"] == "quick"
+        results = [res for case in doc["cases"] for res in case["results"].values()]
+        # The baseline and the full mode really ran and produced numbers.
+        for case in doc["cases"]:
+            for cfg in ("none", "ufence-full"):
+                res = case["results"][cfg]
+                assert res["status"] == "ok", (name, case["name"], cfg, res["message"])
+                assert res["summary"], (name, case["name"], cfg)
+        assert not [r for r in results if r["status"] not in ("ok", "skipped") and not r["expected"]]
+    micro = json.loads((out / "micro.json").read_text())
+    full = micro["cases"][0]["results"]["ufence-full"]["summary"]
+    # full mode guards (nearly) every allocation of the microbenchmark
+    assert full["guarded_pct"]["median"] > 50
+    assert (out / "bench.md").read_text().startswith("# ufence benchmarks")
+    assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
