@@ -95,7 +95,7 @@ static void *control_main(void *arg)
 		struct uf_shm_header *h = uf_shm.hdr;
 		uint64_t now = uf_now_ns();
 		int64_t iv = uf_cur[UF_SET_sample_interval].v;
-		uint64_t wait = 100000000ull;
+		uint64_t wait = 50000000ull;   /* a CLI that forgets FUTEX_WAKE still sees < 100 ms */
 		int interval = iv > 0 && uf_cur[UF_SET_sample_rate].v == 0;
 		if (interval) {
 			if (!next_tick || now >= next_tick) {

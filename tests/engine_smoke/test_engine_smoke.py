@@ -1,0 +1,92 @@
+"""Smoke tests of libufence.so run directly with LD_PRELOAD (no CLI).
+
+The full matrix lives in tests/engine/; these only guard the engine's own
+basics: reports for the main bug types under both guard mechanisms, no false
+positive under threads and fork, and the 13-byte off-by-one caught every run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ufence.engine import library_path
+
+PROGS = Path(__file__).parent / "progs"
+
+
+def run(binary: Path, *args: str, options: str, tmp: Path) -> tuple[subprocess.CompletedProcess[str], list[dict]]:
+    reports = tmp / "reports"
+    env = dict(os.environ)
+    env.update({
+        "LD_PRELOAD": str(library_path()),
+        "UFENCE_OPTIONS": options,
+        "UFENCE_REPORT_DIR": str(reports),
+        "UFENCE_RUN_DIR": str(tmp / "run"),
+    })
+    proc = subprocess.run([str(binary), *args], capture_output=True, text=True, timeout=120, env=env)
+    found = [json.loads(p.read_text()) for p in sorted(reports.glob("*.json"))] if reports.exists() else []
+    return proc, found
+
+
+@pytest.mark.parametrize("guard", ["madvise", "mprotect"])
+@pytest.mark.parametrize(("case", "title", "bug"), [
+    ("oob-right", "BUG: UFENCE: out-of-bounds write in write_past", "out-of-bounds"),
+    ("oob-left", "BUG: UFENCE: out-of-bounds read in read_before", "out-of-bounds"),
+    ("uaf-write", "BUG: UFENCE: use-after-free write in main", "use-after-free"),
+    ("double-free", "BUG: UFENCE: double free in main", "double free"),
+    ("invalid-free", "BUG: UFENCE: invalid free in main", "invalid free"),
+])
+def test_bug_reported(cc: Callable[..., Path], tmp_path: Path, guard: str, case: str, title: str, bug: str) -> None:
+    binary = cc(PROGS / "bugs.c")
+    proc, reports = run(binary, case, options=f"sample_interval=-1:guard={guard}", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert title in proc.stderr
+    assert any(r["bug"] == bug for r in reports)
+    r = next(r for r in reports if r["bug"] == bug)
+    assert r["source"] == "process" and r["pid"] > 0
+    assert r["extra"]["guard"] == guard
+    assert r["object"]["alloc"]["frames"][0]["function"] == "main"
+    if case == "oob-right":
+        assert r["side"] == "right" and r["distance"] == 32 and "(32B right of ufence-#" in proc.stderr
+    if case == "oob-left":
+        assert r["side"] == "left" and r["distance"] == 1
+
+
+@pytest.mark.parametrize("free_it", [True, False])
+def test_off_by_one_every_run(cc: Callable[..., Path], tmp_path: Path, free_it: bool) -> None:
+    """malloc(13); p[13] = 'x' is reported in every run: at the guard page,
+    from the canary at free, or at exit for an object never freed."""
+    binary = cc(PROGS / "bugs.c")
+    extra = ["free"] if free_it else []
+    for i in range(6):
+        proc, reports = run(binary, "off-by-one-13", *extra, options="sample_interval=-1", tmp=tmp_path / str(i))
+        assert len(reports) == 1, proc.stderr
+        r = reports[0]
+        assert r["bug"] in ("out-of-bounds", "memory corruption")
+        assert int(r["address"], 16) == int(r["object"]["start"], 16) + 13
+        assert r["extra"].get("at_exit", False) is not free_it or r["bug"] == "out-of-bounds"
+
+
+def test_no_false_positive_threads_and_fork(cc: Callable[..., Path], tmp_path: Path) -> None:
+    binary = cc(PROGS / "stress.c")
+    for guard in ("madvise", "mprotect"):
+        proc, reports = run(binary, "4", options=f"sample_interval=-1:guard={guard}", tmp=tmp_path / guard)
+        assert proc.returncode == 0, proc.stderr
+        assert "done child=0" in proc.stdout
+        assert "UFENCE" not in proc.stderr and reports == []
+    assert not list((tmp_path / "madvise" / "run").glob("*.shm")), "shm files are removed at exit"
+
+
+def test_bad_option_keeps_default(cc: Callable[..., Path], tmp_path: Path) -> None:
+    binary = cc(PROGS / "bugs.c")
+    options = "sample_interval=banana:nonsense=1:sample_interval=-1"
+    proc, reports = run(binary, "uaf-write", options=options, tmp=tmp_path)
+    assert "ufence: bad option sample_interval=banana" in proc.stderr
+    assert "ufence: bad option nonsense=1: unknown setting" in proc.stderr
+    assert [r["bug"] for r in reports] == ["use-after-free"]
