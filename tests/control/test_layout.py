@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -42,32 +44,18 @@ def test_stat_names_match_shm_h() -> None:
     assert tuple(re.findall(r"X\((\w+)\)", body)) == layout.STAT_NAMES
 
 
-def _norm(key: str) -> str:
-    k = key.strip().replace("struct ", "")
-    k = re.sub(r"^(offsetof|sizeof)\(\s*", "", k).rstrip(")")
-    k = re.sub(r"\s*,\s*", ".", k)
-    st, _, field = k.partition(".")
-    st = st if st.startswith("uf_") else f"uf_shm_{st}"
-    if st == "uf_shm_depot_rec":
-        st = "uf_depot_rec"
-    return f"{st}.{field}" if field else st
-
-
 def test_engine_layout_dump(tmp_path: Path) -> None:
-    """The engine engineer's layout_dump prints the engine's view; every name it prints must agree."""
+    """The engine's layout_dump (JSON: struct -> size, fields -> offset, size) must agree field by field."""
     if not LAYOUT_DUMP.is_file():
         pytest.skip("engine/tools/layout_dump.c not written yet")
-    out = _compile_run(LAYOUT_DUMP, tmp_path / "layout_dump")
+    dump = json.loads(_compile_run(LAYOUT_DUMP, tmp_path / "layout_dump"))
     mine = layout.offsets()
-    seen = {}
-    for line in out.splitlines():
-        m = re.match(r"^\s*(.+?)\s*[=: ]\s*(\d+)\s*$", line)
-        if not m:
-            continue
-        key = _norm(m[1])
-        if key in mine:
-            seen[key] = int(m[2])
-    assert seen, f"no recognisable 'struct.field offset' lines in layout_dump output:\n{out[:500]}"
-    assert seen == {k: mine[k] for k in seen}
-    # the header must be covered field by field
-    assert all(k in seen for k in mine if k.startswith("uf_shm_header.")), "layout_dump misses header fields"
+    for st, cls in layout.STRUCTS.items():
+        assert st in dump, f"layout_dump has no {st}"
+        assert dump[st]["size"] == mine[st], st
+        fields = dict(dump[st]["fields"])
+        if st == "uf_depot_rec":  # flexible array member: frames follow the record header
+            assert fields.pop("frames") == {"offset": ctypes.sizeof(cls), "size": 8}
+        want = {name: {"offset": getattr(cls, name).offset, "size": getattr(cls, name).size}
+                for name, *_ in cls._fields_}
+        assert fields == want, st

@@ -175,18 +175,20 @@ class ProcessBackend:
     def objects(self) -> Iterator[Object]:
         h = self.hdr = self.shm.header()
         mods = sorted(self.modules(), key=lambda m: m["start"])
-        count = self.counters().get("pool_slots") or h.slots_capacity
+        # The file has room for the largest pool (sparse pages); only slots below the pool size
+        # the engine uses now can hold objects (shrinking takes free slots only).
+        count = max(self.counters().get("pool_slots", 0), _int(self.settings().get("num_objects")))
+        count = min(count or h.slots_capacity, h.slots_capacity)
         now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         cache: dict[int, list[Frame]] = {}
-        for i, s in self.shm.slots(h, h.slots_capacity):
+        for i, s in self.shm.slots(h, count):
             if s is None:
                 continue  # changed under us every time we looked: skip it, as KFENCE does not lock
             state = _STATE.get(s.state)
             if state is None:
                 continue
             if state is ObjectState.UNUSED:
-                if i < count:
-                    yield Object(index=i, state=state)
+                yield Object(index=i, state=state)
                 continue
             obj = Object(
                 index=i, state=state, start=s.addr, end=s.addr + max(s.size, 1) - 1, size=s.size,

@@ -73,20 +73,21 @@ def locate(pid: int) -> tuple[Path, int]:
     owner = proc_uid(pid)
     if "UFENCE_RUN_DIR" not in os.environ and owner is not None and owner != os.geteuid():
         candidates.append((default_dir(owner), owner))
-    first_error: UfenceError | None = None
-    for d, uid in candidates:
+    for n, (d, uid) in enumerate(candidates):
         f = d / f"{pid}.shm"
-        try:
-            check_dir(d, uid)
-        except UfenceError as e:
-            first_error = first_error or e
-            continue
+        if n == 0:
+            if not os.path.lexists(d):
+                continue
+            check_dir(d, uid)  # our own directory is unsafe: say so, never look past it
+        else:
+            try:
+                check_dir(d, uid)
+            except UfenceError:
+                continue
         if os.path.lexists(f):
             return f, uid
     if owner is None:
         raise UfenceError(f"no process {pid} and no ufence state for it in {mine}")
-    if first_error and not os.path.isdir(mine):
-        raise UfenceError(f"pid {pid} is not running under ufence ({first_error})")
     raise UfenceError(f"pid {pid} is not running under ufence (no {mine}/{pid}.shm; start it with 'ufence run')")
 
 

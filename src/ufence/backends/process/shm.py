@@ -104,7 +104,7 @@ class ShmFile:
         except OSError as e:
             raise UfenceError(f"{self.path}: {e.strerror}") from None
         h = L.Header.from_buffer_copy(self.mm[:_HDR])
-        if h.magic != L.MAGIC.rstrip(b"\0"):
+        if self.mm[:8] != L.MAGIC:
             raise self._bad("bad magic (not a ufence state file)")
         if h.version != L.VERSION:
             raise UfenceError(f"{self.path}: state file version {h.version}, this ufence reads {L.VERSION}: "
