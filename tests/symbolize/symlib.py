@@ -56,8 +56,8 @@ def nm_functions(path: Path, dynamic: bool = False) -> dict[str, tuple[int, int]
     return funcs
 
 
-def marker_line(name: str) -> int:
-    for i, text in enumerate(SRC.read_text().splitlines(), 1):
+def marker_line(name: str, src: Path = SRC) -> int:
+    for i, text in enumerate(src.read_text().splitlines(), 1):
         if f"LINE:{name} */" in text:
             return i
     raise AssertionError(f"no LINE:{name} marker")
