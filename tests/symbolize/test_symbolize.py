@@ -195,3 +195,14 @@ def test_no_tool_still_gives_symbol_table_names(progs: Progs) -> None:
     s.symbolize([f])
     assert (f.function, f.function_offset, f.function_size, f.file) == ("compute", 3, size, None)
     assert os.path.basename(str(f.module)) == progs.dbg.name
+
+
+def test_odd_file_names(progs: Progs, symbolizer: Symbolizer, tmp_path: Path) -> None:
+    """Spaces and quotes in a module path (llvm-symbolizer's input cannot quote them: addr2line answers)."""
+    odd = tmp_path / 'my "odd" dir' / "sym prog"
+    odd.parent.mkdir()
+    odd.write_bytes(progs.dbg.read_bytes())
+    start, _ = nm_functions(progs.dbg)["compute"]
+    f = frame(odd, start)
+    symbolizer.symbolize([f], exact=[f])
+    assert physical(f).function == "compute" and f.file is not None and Path(f.file).name == SRC.name

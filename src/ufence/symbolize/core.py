@@ -192,18 +192,27 @@ class _Llvm(_Backend):
     def __init__(self, path: str) -> None:
         self.tool = servers.LlvmSymbolizer(path)
         self.name = "llvm-symbolizer"
+        a2l = servers.find_tool(["addr2line"])
+        # file names llvm-symbolizer's input syntax cannot carry (a '"' or newline) go to addr2line,
+        # which takes the file as an argument
+        self.odd: _Addr2Line | None = _Addr2Line(a2l) if a2l else None
 
     def accepts(self, path: str) -> bool:
-        return self.tool.accepts(path)
+        return self.tool.accepts(path) or self.odd is not None
 
     def query_many(self, by_file: dict[str, list[int]]) -> dict[tuple[str, int], list[servers.Loc]]:
         # one exchange for every module: a single process answers them all
-        pairs = [(p, a) for p, addrs in by_file.items() for a in addrs]
-        answers = self.tool.query_pairs(pairs)
-        return dict(zip(pairs, answers, strict=True))
+        pairs = [(p, a) for p, addrs in by_file.items() if self.tool.accepts(p) for a in addrs]
+        out = dict(zip(pairs, self.tool.query_pairs(pairs), strict=True))
+        odd = {p: addrs for p, addrs in by_file.items() if not self.tool.accepts(p)}
+        if odd and self.odd is not None:
+            out.update(self.odd.query_many(odd))
+        return out
 
     def close(self) -> None:
         self.tool.close()
+        if self.odd is not None:
+            self.odd.close()
 
 
 class _Addr2Line(_Backend):
