@@ -15,9 +15,11 @@ int path being a dict lookup and the tuple path being C-level ``map``.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import gc
 import math
 import operator
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ufence.analysis.estimate import Estimate
@@ -93,12 +95,31 @@ def stack_key(frames: list[Frame]) -> tuple[tuple[object, ...], ...]:
     return tuple(map(_LOC, frames))
 
 
+@contextlib.contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic collector: with a million live model objects on the heap,
+    every collection walks all of them, and the grouping loop (which creates no
+    cycles) would spend >90% of its time there (measured: 2.4 s vs 0.18 s per 200k)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def group_objects(objects: Iterable[Object], min_age: float = DEFAULT_MIN_AGE) -> tuple[list[Group], Totals]:
     """Group allocated objects by allocation stack; unranked, unnamed, unscaled.
 
     Objects with unknown age are kept (we cannot show they are young) and
     counted in ``Totals.unknown_age`` so the output can say so.
     """
+    with no_gc():
+        return _group_objects(objects, min_age)
+
+
+def _group_objects(objects: Iterable[Object], min_age: float) -> tuple[list[Group], Totals]:
     acc: dict[Hashable, list] = {}  # key -> [count, bytes, ages, frames, stack_id, unknown]
     totals = Totals()
     allocated = ObjectState.ALLOCATED
@@ -170,9 +191,14 @@ def rank(groups: list[Group], sort: str = "count") -> list[Group]:
 def analyse(snapshot: Snapshot, min_age: float = DEFAULT_MIN_AGE, sort: str = "count",
             symbolize: bool = True) -> LeakReport:
     """One snapshot -> a ranked, named, estimated LeakReport."""
+    with no_gc():
+        return _analyse(snapshot, min_age, sort, symbolize)
+
+
+def _analyse(snapshot: Snapshot, min_age: float, sort: str, symbolize: bool) -> LeakReport:
     from ufence.analysis.estimate import estimate_for
 
-    groups, totals = group_objects(snapshot.objects, min_age)
+    groups, totals = _group_objects(snapshot.objects, min_age)
     if symbolize:
         symbolize_groups(groups)
     for g in groups:
@@ -207,6 +233,19 @@ def symbolize_groups(groups: list[Group]) -> None:
 
 
 __all__ = [
-    "AGE_BUCKETS", "AGE_BUCKET_LABELS", "DEFAULT_MIN_AGE", "AgeStats", "Group", "LeakReport", "Totals",
-    "age_stats", "analyse", "apply_estimate", "frame_label", "group_objects", "rank", "stack_key",
+    "AGE_BUCKETS",
+    "AGE_BUCKET_LABELS",
+    "DEFAULT_MIN_AGE",
+    "AgeStats",
+    "Group",
+    "LeakReport",
+    "Totals",
+    "age_stats",
+    "analyse",
+    "apply_estimate",
+    "frame_label",
+    "group_objects",
+    "no_gc",
+    "rank",
+    "stack_key",
 ]
