@@ -213,14 +213,15 @@ __attribute__((noinline)) void test_realloc_moves(void)
 	char *buf = realloc(NULL, 24);
 	CHECK(buf != NULL, "realloc(NULL) failed");
 	memset(buf, 0x5a, 24);
-	for (size_t n = 24; n <= 3 * 4096; n = n * 2 + 1) { /* crosses the page size: leaves the pool */
+	size_t last = 24;
+	for (size_t n = 24; n <= 3 * 4096; last = n, n = n * 2 + 1) { /* crosses the page size: leaves the pool */
 		buf = realloc(buf, n);
 		CHECK(buf != NULL, "realloc %zu failed", n);
 		for (size_t i = 0; i < 24; i++)
 			CHECK(buf[i] == 0x5a, "realloc to %zu lost byte %zu", n, i);
 		memset(buf, 0x5a, n);
 	}
-	for (size_t n = 3 * 4096; n >= 8; n /= 3) { /* and back into it */
+	for (size_t n = last; n >= 8; n /= 3) { /* and back into it */
 		buf = realloc(buf, n);
 		CHECK(buf != NULL, "realloc %zu failed", n);
 		for (size_t i = 0; i < n; i++)
