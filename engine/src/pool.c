@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/auxv.h>
@@ -284,7 +285,10 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	uint32_t ch = cover_hash(frames, n);
 	uint32_t limit = uf_pool.limit;
 	int64_t thresh = uf_cur[UF_SET_skip_covered_thresh].v;
-	if (limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit && bloom_has(ch)) {
+	/* skip-covered is a sampling heuristic: as in Anolis, full mode guards
+	 * every allocation while the pool lasts */
+	if (uf_gate != UF_GATE_FULL && limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit &&
+	    bloom_has(ch)) {
 		uf_stat_add(UF_STAT_skipped_covered, 1);
 		return NULL;
 	}
@@ -321,6 +325,7 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	m->alloc_stack = sid;
 	m->free_stack = 0;
 	m->alloc_tid = (uint32_t)uf_gettid();
+	m->alloc_cpu = (uint32_t)sched_getcpu();
 	m->free_tid = 0;
 	m->alloc_ns = uf_now_ns();
 	m->free_ns = 0;

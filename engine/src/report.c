@@ -147,8 +147,8 @@ static const char *state_name(uint32_t s)
 	return s == UF_SLOT_ALLOCATED ? "allocated" : s == UF_SLOT_FREED ? "freed" : "unused";
 }
 
-static void put_track(struct uf_buf *t, struct uf_buf *j, const char *kind, uint32_t tid, uint64_t ns,
-		      uint32_t stack, uint64_t now)
+static void put_track(struct uf_buf *t, struct uf_buf *j, const char *kind, uint32_t tid, int64_t cpu,
+		      uint64_t ns, uint32_t stack, uint64_t now)
 {
 	uint64_t rel = ns > uf_proc.start_mono_ns ? ns - uf_proc.start_mono_ns : 0;
 	uint64_t age = now > ns ? now - ns : 0;
@@ -165,6 +165,10 @@ static void put_track(struct uf_buf *t, struct uf_buf *j, const char *kind, uint
 	uf_put(j, kind);
 	uf_put(j, "\", \"tid\": ");
 	uf_put_dec(j, tid);
+	if (cpu >= 0) {
+		uf_put(j, ", \"cpu\": ");
+		uf_put_dec(j, (uint64_t)cpu);
+	}
 	uf_put(j, ", \"timestamp\": ");
 	uf_put_secs(j, rel);
 	uf_put(j, ", \"age\": ");
@@ -226,10 +230,10 @@ static void put_object(struct uf_buf *t, struct uf_buf *j, const struct uf_bug_i
 	if (m->flags & UF_SLOT_PAGE_ALLOC)
 		uf_put(j, ", \"page\"");
 	uf_put(j, "], \"alloc\": ");
-	put_track(t, j, "allocated", m->alloc_tid, m->alloc_ns, m->alloc_stack, now);
+	put_track(t, j, "allocated", m->alloc_tid, m->alloc_cpu, m->alloc_ns, m->alloc_stack, now);
 	if (st == UF_SLOT_FREED) {
 		uf_put(j, ", \"free\": ");
-		put_track(t, j, "freed", m->free_tid, m->free_ns, m->free_stack, now);
+		put_track(t, j, "freed", m->free_tid, -1, m->free_ns, m->free_stack, now);
 	}
 	uf_putc(j, '}');
 }

@@ -283,6 +283,13 @@ void uf_shm_after_fork(void)
 	fill_identity(uf_shm.hdr);
 }
 
+/* exec failed after uf_shm_remove(): publish the same contents again */
+void uf_shm_republish(void)
+{
+	if (uf_shm.file && uf_shm.fd >= 0 && access(uf_shm.path, F_OK) != 0)
+		uf_shm_after_fork();
+}
+
 void uf_shm_remove(void)
 {
 	if (uf_shm.file && uf_shm.path[0] && uf_shm.hdr && uf_shm.hdr->pid == (uint32_t)getpid())
@@ -307,7 +314,7 @@ void uf_shm_slot_publish(uint32_t i, const struct uf_meta *m)
 	s->alloc_tid = m->alloc_tid;
 	s->free_tid = m->free_tid;
 	s->free_stack = m->free_stack;
-	s->alloc_cpu = 0;
+	s->alloc_cpu = m->alloc_cpu;
 	s->alloc_ns = m->alloc_ns;
 	s->free_ns = m->free_ns;
 	__atomic_store_n(&s->seq, seq + 2, __ATOMIC_RELEASE);

@@ -129,9 +129,10 @@ struct uf_meta {
 	uint64_t alloc_ns, free_ns;
 	uint32_t next;         /* freelist link, UINT32_MAX = none */
 	uint32_t cover_hash;   /* skip-covered bloom key */
+	uint32_t alloc_cpu;
 	uint8_t inlist;
 	uint8_t open;          /* pages opened after a report: UF_OPEN_* */
-	uint8_t pad[6];
+	uint8_t pad[2];
 };
 #define UF_OPEN_LEFT 1u
 #define UF_OPEN_RIGHT 2u
@@ -212,6 +213,7 @@ extern struct uf_shm uf_shm;
 int uf_shm_create(void);
 void uf_shm_after_fork(void);
 void uf_shm_remove(void);
+void uf_shm_republish(void);                  /* after a failed exec */
 void uf_shm_slot_publish(uint32_t i, const struct uf_meta *m);
 static inline void uf_stat_add(int which, int64_t d)
 {
