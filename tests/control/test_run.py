@@ -42,9 +42,15 @@ def test_flags_to_options(tmp_path: Path) -> None:
     assert opts == {"sample_interval": "100", "sample_rate": "1000", "num_objects": "256", "fault": "abort",
                     "guard": "mprotect", "align": "precise", "follow_exec": "0", "page_allocs": "0",
                     "callers": "libfoo.so,libbar.so"}
-    assert e["LD_PRELOAD"] == f"{library_path()}:/lib/other.so"
+    # --no-follow: the engine takes itself out of the environment CMD's children inherit
+    assert str(library_path()) not in e.get("LD_PRELOAD", "")
     assert e["UFENCE_REPORT_DIR"] == str(tmp_path / "r")
     assert "PYTHONMALLOC" not in e
+
+
+def test_preload_prepended() -> None:
+    e = _env_of(env={"LD_PRELOAD": "/lib/x86_64-linux-gnu/libc.so.6"})
+    assert e["LD_PRELOAD"] == f"{library_path()}:/lib/x86_64-linux-gnu/libc.so.6"
 
 
 def test_full_mode_python_malloc() -> None:
