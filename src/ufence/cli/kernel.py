@@ -6,6 +6,7 @@ import argparse
 
 from ufence.backends.kernel import KernelBackend, control, pool
 from ufence.errors import UfenceError, UsageError
+from ufence.formats.kfence_text import pool_warning
 
 NAME = "kernel"
 HELP = "enable, disable or inspect the kernel's KFENCE (sysfs/debugfs, or a copied tree with --root)"
@@ -98,6 +99,7 @@ def status_text(kb: KernelBackend) -> str:
     for n in st.nodes:
         lines.append(f"         node {n.node}: {n.objects} objects, {n.bytes} bytes")
     lines.append("stats:   " + ", ".join(f"{k}={val}" for k, val in c.items()))
-    if st.extra.get("advice"):
-        lines.append(f"advice:  {st.extra['advice']}")
+    warn = pool_warning(st)
+    if warn:
+        lines.append(f"advice:  {warn}")
     return "\n".join(lines)

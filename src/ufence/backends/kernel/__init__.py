@@ -137,7 +137,7 @@ class KernelBackend:
             st.extra["burst"] = int(params["burst"])
         use = st.pool_use()
         if use is not None and use >= NEARLY_FULL:
-            st.extra["advice"] = self._full_advice(st, use, v)
+            st.extra["pool_advice"] = self._pool_advice(st, v)
         return st
 
     def objects(self) -> Iterator[Object]:
@@ -312,16 +312,14 @@ class KernelBackend:
         return pool.DEFAULT_NUM_OBJECTS, "CONFIG_KFENCE_NUM_OBJECTS default"
 
     @staticmethod
-    def _full_advice(st: Stats, use: float, v: Variant) -> str:
-        cur = st.counters.get("currently_allocated", 0)
-        head = (f"the KFENCE pool is {use * 100:.0f}% full ({cur} of {st.pool_objects} objects): new allocations "
-                "are skipped once it is full (skipped allocations (capacity))")
+    def _pool_advice(st: Stats, v: Variant) -> str:
+        """What to change when the pool is nearly full (the seed's advice, made concrete)."""
         if v.anolis:
             want = pool.anolis_plan(max((st.pool_objects or 1) * 2, pool.OBJECTS_PER_AREA), enlarge_at_runtime=True)
-            return (f"{head}; raise num_objects while disabled, e.g. ufence kernel enable --full --objects "
+            return (f"raise num_objects (only while disabled), e.g. ufence kernel enable --full --objects "
                     f"{want.objects} ({want.describe()})")
-        return (f"{head}; upstream's pool size is fixed at build time: rebuild with a larger "
-                f"CONFIG_KFENCE_NUM_OBJECTS (each object costs 2 pages)")
+        return ("upstream's pool is fixed at build time: rebuild with a larger CONFIG_KFENCE_NUM_OBJECTS "
+                "(each object costs 2 pages)")
 
 
 def _raw_for_write(key: str, old: str) -> str:
