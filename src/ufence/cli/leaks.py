@@ -84,9 +84,12 @@ def _snapshots(args: argparse.Namespace) -> list[Snapshot]:
     if args.watch <= 0:
         raise UsageError("--watch INTERVAL must be > 0 seconds")
     snaps = []
+    start = time.monotonic()
     for i in range(args.samples):
-        if i:
-            time.sleep(args.watch)
+        # fixed schedule: a slow snapshot does not stretch the intervals
+        delay = start + i * args.watch - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
         snaps.append(backend.snapshot())
     return snaps
 
