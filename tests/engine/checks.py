@@ -24,8 +24,12 @@ class Expect:
     side: str | None = None
     corruption: tuple[int | None, ...] | None = None
     freed_by: str | None = None  # first frame of the "freed by" stack, when the object was freed
-    alloc_by: tuple[str, ...] = ("test_alloc",)  # first frames of the "allocated by" stack
+    alloc_by: tuple[str, ...] | None = None  # first frames of "allocated by"; default test_alloc, fn
     caller: str = "main"  # frame after fn in the access stack
+
+    @property
+    def alloc_prefix(self) -> list[str]:
+        return list(self.alloc_by) if self.alloc_by is not None else ["test_alloc", self.fn]
 
     @property
     def distance(self) -> int | None:
@@ -117,7 +121,7 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
         alloc = t.tracks.get("allocated")
         assert alloc is not None, f"no 'allocated by' track\n{d}"
         got = [f.func for f in alloc.frames]
-        want = [*e.alloc_by, e.fn]
+        want = e.alloc_prefix
         assert got[:len(want)] == want, f"allocated-by stack {got}, want {want}...\n{d}"
         assert alloc.ago >= 0 and alloc.at >= 0
         no_engine_frames(got + [f.module for f in alloc.frames], "allocated-by stack", run)
@@ -157,7 +161,7 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
                                                                  e.obj_size)
         assert j.object.cache == size_class(e.obj_size)
         assert j.object.alloc is not None
-        check_frames(j.object.alloc.frames, exe_path, [*e.alloc_by, e.fn], "JSON alloc stack", run)
+        check_frames(j.object.alloc.frames, exe_path, e.alloc_prefix, "JSON alloc stack", run)
         if e.freed_by is not None:
             assert j.object.free is not None, "JSON object without free track"
             check_frames(j.object.free.frames, exe_path, [e.freed_by], "JSON free stack", run)

@@ -148,7 +148,7 @@ def test_own_sigsegv_handler(prog: Prog, run_ufence: RunFn, how: str, guard: str
     assert run.value("pool_faults") == 0, "a ufence fault reached the program's handler"
     buf = run.value("buf")
     check_one_report(run, exe, Expect("out-of-bounds", "ufence_bug", buf + 32, "read", buf, 32, "right",
-                                      alloc_by=(), caller="main"))
+                                      alloc_by=("ufence_bug", "main"), caller="main"))
 
 
 @pytest.mark.slow

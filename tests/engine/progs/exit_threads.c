@@ -21,7 +21,7 @@ static void *worker(void *arg)
 		keep[k] = realloc(keep[k], 8 + (i * 13 + (unsigned long)id) % 500);
 		memset(keep[k], (int)i, 8);
 		free(malloc(16 + i % 300));
-		if (from_worker && id == 3 && i == 20000)
+		if (from_worker && id == 3 && i == 500)
 			exit(0);
 	}
 	return NULL;
@@ -34,7 +34,7 @@ int main(int argc, char **argv)
 	pthread_t t;
 	for (long i = 0; i < THREADS; i++)
 		pthread_create(&t, NULL, worker, (void *)i);
-	usleep(from_worker ? 5000000 : 30000);
+	usleep(from_worker ? 30000000 : 30000);
 	if (from_worker) {
 		printf("worker never exited\n");
 		return UFP_EXIT_CHECK;
