@@ -225,6 +225,108 @@ int uf_filter_caller(uintptr_t caller)
 	return 0;
 }
 
+
+/* ---- modules the table does not know yet (dlopen'ed since the last
+ * refresh): found in /proc/self/maps with open/read, safe in a handler ---- */
+static uintptr_t parse_hex(const char **p)
+{
+	uintptr_t v = 0;
+	for (;; (*p)++) {
+		char c = **p;
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return v;
+		v = v * 16 + (uintptr_t)d;
+	}
+}
+
+struct maps_line {
+	uintptr_t start, end, off;
+	const char *path;
+	size_t pathlen;
+};
+
+static int parse_line(const char *l, size_t n, struct maps_line *ml)
+{
+	const char *p = l, *e = l + n;
+	ml->start = parse_hex(&p);
+	if (*p++ != '-')
+		return -1;
+	ml->end = parse_hex(&p);
+	/* perms, offset */
+	while (p < e && *p == ' ')
+		p++;
+	while (p < e && *p != ' ')
+		p++;
+	while (p < e && *p == ' ')
+		p++;
+	ml->off = parse_hex(&p);
+	for (int f = 0; f < 2; f++) {      /* dev, inode */
+		while (p < e && *p == ' ')
+			p++;
+		while (p < e && *p != ' ')
+			p++;
+	}
+	while (p < e && *p == ' ')
+		p++;
+	ml->path = p;
+	ml->pathlen = (size_t)(e - p);
+	return 0;
+}
+
+static void file_layout(const char *path, uintptr_t fileoff, uintptr_t *vaddr, struct uf_module *m);
+
+static int module_from_maps(uintptr_t pc, struct uf_module *m)
+{
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	char buf[4096];
+	size_t have = 0;
+	int found = 0;
+	struct maps_line hit;
+	memset(m, 0, sizeof *m);
+	while (!found) {
+		ssize_t r = read(fd, buf + have, sizeof buf - have);
+		if (r <= 0)
+			break;
+		have += (size_t)r;
+		size_t pos = 0;
+		for (;;) {
+			char *nl = memchr(buf + pos, '\n', have - pos);
+			if (!nl)
+				break;
+			size_t n = (size_t)(nl - (buf + pos));
+			struct maps_line ml;
+			if (parse_line(buf + pos, n, &ml) == 0 && pc >= ml.start && pc < ml.end) {
+				if (ml.pathlen && ml.path[0] == '/') {
+					hit = ml;
+					size_t c = ml.pathlen < UF_PATH_LEN - 1 ? ml.pathlen : UF_PATH_LEN - 1;
+					memcpy(m->path, ml.path, c);
+					m->path[c] = 0;
+					found = 1;
+				}
+				found |= 2;
+				break;
+			}
+			pos += n + 1;
+		}
+		memmove(buf, buf + pos, have - pos);
+		have -= pos;
+		if (have == sizeof buf)
+			have = 0;         /* an absurd line: drop it */
+	}
+	close(fd);
+	if (!(found & 1))
+		return 0;
+	uintptr_t fileoff = hit.off + (pc - hit.start), vaddr = fileoff;
+	file_layout(m->path, fileoff, &vaddr, m);
+	m->base = pc - vaddr;
+	m->start = hit.start;
+	m->end = hit.end;
+	return 1;
+}
+
 /* ---- ELF symbol tables, from the file ---- */
 #define SYMCACHE 32
 struct symfile {
@@ -291,11 +393,44 @@ static struct symfile *file_for(const char *path)
 	return f;
 }
 
+/* first PT_LOAD's vaddr and the build id, from the file's program headers */
+static void file_layout(const char *path, uintptr_t fileoff, uintptr_t *vaddr, struct uf_module *m)
+{
+	struct symfile *f = file_for(path);
+	if (!f->ok)
+		return;
+	const ElfW(Ehdr) *eh = (const void *)f->map;
+	if (eh->e_phentsize != sizeof(ElfW(Phdr)) || eh->e_phoff + (uint64_t)eh->e_phnum * sizeof(ElfW(Phdr)) > f->size)
+		return;
+	const ElfW(Phdr) *ph = (const void *)(f->map + eh->e_phoff);
+	for (int i = 0; i < eh->e_phnum; i++) {
+		if (ph[i].p_type == PT_LOAD && fileoff >= ph[i].p_offset && fileoff < ph[i].p_offset + ph[i].p_filesz)
+			*vaddr = ph[i].p_vaddr + (fileoff - ph[i].p_offset);
+		if (ph[i].p_type != PT_NOTE || ph[i].p_offset + ph[i].p_filesz > f->size || m->build_id_len)
+			continue;
+		const char *p = (const char *)f->map + ph[i].p_offset, *end = p + ph[i].p_filesz;
+		while (p + sizeof(ElfW(Nhdr)) <= end) {
+			const ElfW(Nhdr) *nh = (const void *)p;
+			const char *name = p + sizeof *nh;
+			const char *desc = name + ((nh->n_namesz + 3) & ~3u);
+			if (desc + nh->n_descsz > end)
+				break;
+			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+				uint32_t n = nh->n_descsz < UF_BUILD_ID_MAX ? nh->n_descsz : UF_BUILD_ID_MAX;
+				memcpy(m->build_id, desc, n);
+				m->build_id_len = n;
+				break;
+			}
+			p = desc + ((nh->n_descsz + 3) & ~3u);
+		}
+	}
+}
+
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod)
 {
 	name[0] = 0;
-	if (!uf_module_of(pc, mod))
+	if (!uf_module_of(pc, mod) && !module_from_maps(pc, mod))
 		return 0;
 	if (!mod->path[0] || mod->path[0] != '/')
 		return 1;
