@@ -54,6 +54,23 @@ class Context:
         env["UFENCE_REPORT_DIR"] = str(reports)
         return env, rundir, reports
 
+    def launch(
+        self, cfg: Config, pool: int, argv: list[str], cpus: str = "", owner: str | None = None
+    ) -> tuple[list[str], dict[str, str], Path, Path]:
+        """Command line and environment of one measured run of `argv` under `cfg`.
+
+        LD_PRELOAD is given with `env` right before the workload so taskset
+        and setpriv (which run first, as root) never load the engine or a peer.
+        """
+        env, rundir, reports = self.env_for(cfg, pool, owner)
+        preload = env.pop("LD_PRELOAD", None)
+        cmd = self.pin(cpus) if cpus else []
+        if owner:
+            cmd += ["setpriv", f"--reuid={owner}", f"--regid={owner}", "--clear-groups"]
+        if preload:
+            cmd += ["env", f"LD_PRELOAD={preload}"]
+        return [*cmd, *cfg.wrapper, *argv], env, rundir, reports
+
     def pin(self, cpus: str) -> list[str]:
         """taskset prefix, or nothing on a one-CPU machine / without taskset."""
         if self.ncpu < 2 or not shutil.which("taskset"):

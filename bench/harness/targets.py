@@ -123,6 +123,6 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
             cells = [_mem(case, n, k, rk) for n, k in (("none", rk), ("ufence-full", rk),
                                                         ("ufence-full-mprotect", rk),
                                                         ("ufence-full", "pool_resident_mib"),
-                                                        ("ufence-full", "shm_mib"))]
+                                                        ("ufence-full", "metadata_mib"))]
             lines.append(f"| {doc['workload']}/{case['name']} | " + " | ".join(cells) + " |")
     return lines

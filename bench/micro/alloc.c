@@ -164,10 +164,17 @@ static void snapshot_shm(void)
 		return;
 	FILE *out = fopen(dst, "wb");
 	if (out) {
+		/*
+		 * Only the head: header, settings and statistics. The file is
+		 * sparse and sized for the largest pool (over 1 GiB), so a whole
+		 * copy would cost seconds of writing zeros.
+		 */
 		char buf[65536];
-		size_t n;
-		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		size_t n, left = (size_t)1 << 20;
+		while (left > 0 && (n = fread(buf, 1, sizeof(buf) < left ? sizeof(buf) : left, in)) > 0) {
 			fwrite(buf, 1, n, out);
+			left -= n;
+		}
 		fclose(out);
 	}
 	fclose(in);

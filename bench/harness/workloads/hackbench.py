@@ -38,11 +38,11 @@ class Hackbench(Workload):
         return f"hackbench -g {p['g']} -l {p['l']}" + (" -T" if p["T"] else "")
 
     def run_once(self, ctx: Context, cfg: Config, case: Case) -> Outcome:
-        env, _rundir, reports = ctx.env_for(cfg, case.pool)
-        argv = ["hackbench", "-g", str(case.params["g"]), "-l", str(case.params["l"])]
+        cmd = ["hackbench", "-g", str(case.params["g"]), "-l", str(case.params["l"])]
         if case.params["T"]:
-            argv.append("-T")
-        r = proc.run(list(cfg.wrapper) + argv, env=env, timeout=60 if ctx.quick else 180)
+            cmd.append("-T")
+        argv, env, _rundir, reports = ctx.launch(cfg, case.pool, cmd)
+        r = proc.run(argv, env=env, timeout=60 if ctx.quick else 180)
         bug = false_bug(r.stderr + r.stdout, reports) if cfg.kind == "ufence" else None
         if bug:
             return Outcome("false-bug", message=bug)

@@ -23,7 +23,7 @@ class Micro(Workload):
         Metric("fill_allocs_per_sec", "mallocs/s while filling", True),
         Metric("max_rss_mib", "MiB peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
-        Metric("shm_mib", "MiB ufence metadata file", False),
+        Metric("metadata_mib", "MiB ufence metadata in use", False),
         Metric("guarded_pct", "% of allocations guarded", True),
     ]
 
@@ -53,11 +53,11 @@ class Micro(Workload):
 
     def run_once(self, ctx: Context, cfg: Config, case: Case) -> Outcome:
         p = case.params
-        env, _rundir, reports = ctx.env_for(cfg, case.pool)
+        cpus = "1" if p["threads"] == 1 else "0,1"
+        cmd = [ctx.tools["alloc"], str(p["threads"]), str(p["live"]), str(p["secs"])]
+        argv, env, _rundir, reports = ctx.launch(cfg, case.pool, cmd, cpus)
         snap = reports.parent / "shm-copy"
         env["BENCH_SHM_COPY"] = str(snap)
-        cpus = "1" if p["threads"] == 1 else "0,1"
-        argv = [*ctx.pin(cpus), *cfg.wrapper, ctx.tools["alloc"], str(p["threads"]), str(p["live"]), str(p["secs"])]
         # Bounded: filling 1M guarded objects takes seconds; a peer that is
         # 1000x slower is cut off and recorded as a timeout.
         limit = (60 if ctx.quick else 240) + p["live"] / 5000
@@ -86,7 +86,7 @@ class Micro(Workload):
         stats = ctx.shm_stats(snap) if cfg.kind == "ufence" else None
         if stats:
             m["pool_resident_mib"] = stats.get("pool_resident_bytes", 0) / 2**20
-            m["shm_mib"] = stats.get("file_size", 0) / 2**20
+            m["metadata_mib"] = stats.get("metadata_bytes", 0) / 2**20
             total = data["fill_allocs"] + data["pairs"]
             if total:
                 m["guarded_pct"] = 100.0 * stats.get("total_allocations", 0) / total

@@ -23,7 +23,7 @@ class Redis(Workload):
         Metric("get_rps", "GET requests/s", True),
         Metric("rss_mib", "MiB server peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
-        Metric("shm_mib", "MiB ufence metadata file", False),
+        Metric("metadata_mib", "MiB ufence metadata in use", False),
     ]
 
     def missing(self) -> str | None:
@@ -43,13 +43,13 @@ class Redis(Workload):
 
     def run_once(self, ctx: Context, cfg: Config, case: Case) -> Outcome:
         p = case.params
-        env, rundir, reports = ctx.env_for(cfg, case.pool)
         port = net.free_port()
+        cmd = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--daemonize", "no", "--loglevel", "warning"]
+        argv, env, rundir, reports = ctx.launch(cfg, case.pool, cmd, "0")
         work = reports.parent / "redis"
         work.mkdir()
-        argv = [*ctx.pin("0"), "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no", "--dir", str(work), "--daemonize", "no",
-                               "--loglevel", "warning"]
+        argv += ["--dir", str(work)]
         srv = proc.Server(argv, env, reports.parent / "redis.log")
         try:
             try:

@@ -21,7 +21,7 @@ def server_metrics(ctx: Context, cfg: Config, pid: int, rundir: Path) -> tuple[d
         stats = ctx.shm_stats(rundir / f"{pid}.shm")
         if stats:
             m["pool_resident_mib"] = stats.get("pool_resident_bytes", 0) / 2**20
-            m["shm_mib"] = stats.get("file_size", 0) / 2**20
+            m["metadata_mib"] = stats.get("metadata_bytes", 0) / 2**20
             m["guarded"] = float(stats.get("total_allocations", 0))
             extra["stats"] = stats
     return m, extra

@@ -34,7 +34,7 @@ class Sysbench(Workload):
         Metric("lat_p95_ms", "ms p95 latency", False),
         Metric("rss_mib", "MiB server peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
-        Metric("shm_mib", "MiB ufence metadata file", False),
+        Metric("metadata_mib", "MiB ufence metadata in use", False),
     ]
 
     def __init__(self) -> None:
@@ -66,18 +66,21 @@ class Sysbench(Workload):
                 "--mysql-user=root", "--mysql-db=sbtest", f"--tables={self.tables}",
                 f"--table-size={self.size}", *args]
 
-    def _start(self, ctx: Context, env: dict[str, str], tag: str, pin: bool) -> tuple[proc.Server, Path]:
+    def _mariadbd(self, sock: Path) -> list[str]:
         assert self.datadir is not None
         base = self.datadir.parent
-        sock = base / f"mysqld-{tag}.sock"
-        argv = ctx.pin("0") if pin else []
-        argv += ["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
-                 "/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--socket={sock}",
-                 "--bind-address=127.0.0.1", f"--port={net.free_port()}", f"--pid-file={base}/mysqld.pid",
-                 "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin",
-                 "--innodb-use-native-aio=0", f"--tmpdir={base}"]
-        srv = proc.Server(argv, env, base / f"mysqld-{tag}.log")
-        return srv, sock
+        return ["/usr/sbin/mariadbd", "--no-defaults", f"--datadir={self.datadir}", f"--socket={sock}",
+                "--bind-address=127.0.0.1", f"--port={net.free_port()}", f"--pid-file={base}/mysqld.pid",
+                "--innodb-buffer-pool-size=128M", "--innodb-flush-log-at-trx-commit=2", "--skip-log-bin",
+                "--innodb-use-native-aio=0", f"--tmpdir={base}"]
+
+    def _start(self, ctx: Context, cfg: Config, pool: int, tag: str) -> tuple[proc.Server, Path, Path, Path]:
+        """mariadbd under `cfg`, as user mysql, pinned to CPU 0."""
+        assert self.datadir is not None
+        sock = self.datadir.parent / f"mysqld-{tag}.sock"
+        argv, env, rundir, reports = ctx.launch(cfg, pool, self._mariadbd(sock), "0", owner=USER)
+        srv = proc.Server(argv, env, self.datadir.parent / f"mysqld-{tag}.log")
+        return srv, sock, rundir, reports
 
     def setup(self, ctx: Context) -> None:
         pw = pwd.getpwnam(USER)
@@ -92,7 +95,9 @@ class Sysbench(Workload):
                       "--skip-test-db"], env=ctx.base_env(), timeout=120, cwd=base)
         if r.rc != 0:
             raise BenchError("mariadb-install-db failed: " + tail(r.stdout + r.stderr))
-        srv, sock = self._start(ctx, ctx.base_env(), "prepare", pin=False)
+        sock = base / "mysqld-prepare.sock"
+        srv = proc.Server(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups",
+                           *self._mariadbd(sock)], ctx.base_env(), base / "mysqld-prepare.log")
         try:
             proc.wait_for(lambda: net.unix_connectable(str(sock)), 60, "mariadbd", srv)
             r = proc.run(["mariadb", f"--socket={sock}", "-uroot", "-e", "CREATE DATABASE sbtest"],
@@ -107,8 +112,8 @@ class Sysbench(Workload):
                 raise BenchError("mariadbd (prepare) did not shut down cleanly: " + tail(srv.output()))
 
     def run_once(self, ctx: Context, cfg: Config, case: Case) -> Outcome:
-        env, rundir, reports = ctx.env_for(cfg, case.pool, owner=USER)
-        srv, sock = self._start(ctx, env, str(reports.parent.name), pin=True)
+        ctx_tag = f"run{ctx.runs}"
+        srv, sock, rundir, reports = self._start(ctx, cfg, case.pool, ctx_tag)
         try:
             try:
                 proc.wait_for(lambda: net.unix_connectable(str(sock)), 60 if ctx.quick else 120, "mariadbd", srv)
