@@ -103,6 +103,21 @@ def test_snapshot_round_trip_real_process(live: tuple[subprocess.Popen[str], dic
     assert fb.line == marker_line("site_b", PROG)
     assert saved.meta.get("symbolized") is True
 
+    # `ufence leaks FILE` reads it; on a machine without the binary the saved names still show
+    data = json.loads(gzip.decompress(out.read_bytes()))
+    for o in data["objects"]:
+        for t in (o.get("alloc"), o.get("free")):
+            for f in (t or {}).get("frames", []):
+                if f.get("module") == str(snapprog):
+                    f["module"] = "/gone/snapprog"
+    elsewhere = tmp_path / "elsewhere.json"
+    elsewhere.write_text(json.dumps(data))
+    for f in (out, elsewhere):
+        r = ufence("leaks", str(f), "--min-age", "0")
+        assert r.returncode == 0, r.stderr
+        assert f"site_a {PROG}:{marker_line('site_a', PROG)}" in r.stdout
+        assert f"site_b {PROG}:{marker_line('site_b', PROG)}" in r.stdout
+
     raw = tmp_path / "raw.json"
     r = ufence("snapshot", str(proc.pid), "-o", str(raw), "--no-symbols", env={"UFENCE_RUN_DIR": env["UFENCE_RUN_DIR"]})
     assert r.returncode == 0, r.stderr
