@@ -71,7 +71,8 @@ def generate(path: Path, areas: int, nodes: int = 2, seed: int = 1) -> int:
                     start = base + (i + 1) * 2 * PAGE + (0 if i % 2 else PAGE - size)
                     cache = "<destroyed>" if size == PAGE else rng.choice(_CACHES[:-1])
                     t = 10.0 + i * 0.001
-                    chunk.append(f"kfence-#{i}: 0x{start:016x}-0x{start + size - 1:016x}, size={size}, cache={cache}\n\n")
+                    end = start + size - 1
+                    chunk.append(f"kfence-#{i}: 0x{start:016x}-0x{end:016x}, size={size}, cache={cache}\n\n")
                     chunk.append(f"allocated by task {rng.randint(1, 40000)} on cpu {i % 64} at {t:.6f}s "
                                  f"({5000.0 - t:.6f}s ago):\n")
                     chunk.append(rng.choice(stacks))

@@ -146,5 +146,5 @@ def test_bad_input_one_line_error(bad: str, where: str) -> None:
 
 def test_fixture_dir_has_every_sample() -> None:
     names = {p.name for p in FIXTURES.iterdir()}
-    for n in CAPTURED + ["dmesg-kfence-reports.txt", "dmesg-kfence-reports-nohash.txt", "stats-at-boot.txt"]:
+    for n in [*CAPTURED, "dmesg-kfence-reports.txt", "dmesg-kfence-reports-nohash.txt", "stats-at-boot.txt"]:
         assert n in names

@@ -47,7 +47,7 @@ def test_captured_six_reports(name: str) -> None:
         assert r.stack[0].module == "kq_kfence" or r.stack[0].function == "kq_init"
         assert r.raw.startswith("=" * 66) and "BUG: KFENCE:" in r.raw
         assert not r.extra.get("truncated")
-    oob_w, oob_r, corr, uaf_w, uaf_r, dfree = reps
+    oob_w, oob_r, corr, _uaf_w, uaf_r, dfree = reps
     assert (oob_w.distance, oob_w.side, oob_w.object.size, oob_w.object.cache) == (8, "right", 8, "kmalloc-8")
     assert (oob_r.distance, oob_r.side) == (1, "left")
     assert oob_w.object.state is ObjectState.ALLOCATED and uaf_r.object.state is ObjectState.FREED

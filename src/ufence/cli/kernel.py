@@ -19,7 +19,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     grp = en.add_mutually_exclusive_group()
     grp.add_argument("--pool", metavar="SIZE", help="full-mode pool size, e.g. 1G or 10G (whole 1 GiB areas)")
     grp.add_argument("--objects", metavar="N", type=int, help="full-mode pool size in objects")
-    en.add_argument("--sample", metavar="MS", type=int, help="sample one allocation every MS milliseconds (default 100)")
+    en.add_argument("--sample", metavar="MS", type=int,
+                    help="sample one allocation every MS milliseconds (default 100)")
     dis = sub.add_parser("disable", help="turn KFENCE off (sample_interval=0)")
     st = sub.add_parser("status", help="what KFENCE this kernel has and how it is set")
     for p in (en, dis, st):

@@ -8,6 +8,7 @@ DIR/sys/kernel/slab, DIR/dmesg.txt) the same way.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import re
@@ -164,7 +165,8 @@ class KernelBackend:
         if not self.paths.live:
             f = self.paths.dmesg_file
             if not f.exists():
-                raise UfenceError(f"no kernel log in {self.paths.root}: save it as {f} (dmesg > {f}) or pass --file LOG")
+                raise UfenceError(f"no kernel log in {self.paths.root}: save it as {f} (dmesg > {f}) "
+                                  "or pass --file LOG")
             with f.open(encoding="utf-8", errors="replace") as fp:
                 yield from iter_reports(messages(fp))
             return
@@ -266,10 +268,8 @@ class KernelBackend:
                 done.append((key, path, old or ""))
         except UfenceError:
             for key, path, old in reversed(done):
-                try:
+                with contextlib.suppress(UfenceError):  # best effort: the first error is the one to report
                     write_text(path, _raw_for_write(key, old), key)
-                except UfenceError:
-                    pass
             raise
         self._variant = None
         return log
@@ -282,7 +282,8 @@ class KernelBackend:
                 return path
             dbg_root_ok = self.paths.debugfs_root.is_dir() and any(self.paths.debugfs_root.iterdir())
         except PermissionError:
-            raise UfenceError(f"cannot read {self.paths.debugfs_root}: permission denied (debugfs needs root)") from None
+            raise UfenceError(f"cannot read {self.paths.debugfs_root}: permission denied "
+                              "(debugfs needs root)") from None
         iv = self.interval()
         if iv == 0:
             raise UfenceError(

@@ -51,19 +51,20 @@ def plan_full(kb: KernelBackend, pool_size: int | None = None, objects: int | No
         note += f" (Anolis rounds {objects} up to whole 1 GiB areas for full mode)"
     if pool_size is not None and plan.bytes != pool_size:
         note += f" (requested {pool_size} bytes; pools are whole 1 GiB areas)"
+    cur_n = int(params.get("num_objects", "0") or 0)
+    if iv < 0 and cur_n == plan.objects:
+        return [], f"already in full mode with {note}"
     steps: list[Step] = []
     pdir = kb.paths.params
     if iv != 0:
         steps.append(Step("sample_interval", pdir / "sample_interval", "0",
                           "switch off: Anolis resizes and changes sign only while disabled"))
-    if int(params.get("num_objects", "0") or 0) != plan.objects:
+    if cur_n != plan.objects:
         steps.append(Step("num_objects", pdir / "num_objects", str(plan.objects), f"resize: {note}"))
     if "pool_mode" in params and params["pool_mode"] not in ("global", "node"):
         raise UfenceError(f"pool_mode reads {params['pool_mode']!r}: expected global or node")
     steps.append(Step("sample_interval", pdir / "sample_interval", "-1",
                       "full mode: every eligible slab/page allocation goes to KFENCE"))
-    if iv == -1 and len(steps) == 2 and steps[0].value == "0" and int(params.get("num_objects", "0") or 0) == plan.objects:
-        return [], f"already in full mode with {note}"
     return steps, note
 
 

@@ -316,7 +316,8 @@ def iter_objects(fp: IO[str], name: str = "objects") -> Iterator[Object]:
                 if buf.startswith(_SEP_LINE):
                     cut = -1
                 elif len(buf) > _MAX_RECORD:
-                    raise UfenceError(f"{name}:{line_no}: no '{SEPARATOR}' separator in 1 MiB: not a KFENCE objects file")
+                    raise UfenceError(f"{name}:{line_no}: no '{SEPARATOR}' separator in 1 MiB: "
+                                      "not a KFENCE objects file")
                 else:
                     continue
             end = cut + 1 + len(_SEP_LINE)

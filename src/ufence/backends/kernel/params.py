@@ -39,7 +39,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("fault", "enum", "Anolis OS kernels (upstream 2026+ has only the boot option kfence.fault=)",
           anolis=True, choices=("report", "oops", "panic"), help="what to do after a report"),
     Param("deferrable", "bool", "newer upstream kernels", boot_only=True, help="deferrable sampling timer"),
-    Param("check_on_panic", "bool", "newer upstream kernels", boot_only=True, help="check canaries of live objects on panic"),
+    Param("check_on_panic", "bool", "newer upstream kernels", boot_only=True,
+          help="check canaries of live objects on panic"),
 )}
 
 

@@ -25,7 +25,8 @@ _TITLE = re.compile(
 )
 _P = r"0x(?P<addr>\(____ptrval____\)|[0-9a-f]+)"
 _ACCESS = [
-    re.compile(rf"^Out-of-bounds (?:read|write) at {_P} \((?P<dist>\d+)B (?P<side>left|right) of kfence-#(?P<idx>\d+)\):"),
+    re.compile(rf"^Out-of-bounds (?:read|write) at {_P} "
+               r"\((?P<dist>\d+)B (?P<side>left|right) of kfence-#(?P<idx>\d+)\):"),
     re.compile(rf"^Use-after-free (?:read|write) at {_P} \(in kfence-#(?P<idx>\d+)\):"),
     re.compile(rf"^Corrupted memory at {_P} \[(?P<dump>[^\]]*)\] \(in kfence-#(?P<idx>\d+)\):"),
     re.compile(rf"^Invalid (?:read|write) at {_P}:"),

@@ -136,4 +136,5 @@ def not_built_message(paths: KernelPaths) -> str:
     if not paths.live and not paths._p("sys").is_dir():
         return f"{paths.root} has no sys/ directory: expected a copied tree with sys/module/kfence/parameters"
     return ("KFENCE is not built into this kernel (no /sys/module/kfence: CONFIG_KFENCE is not set); "
-            "it needs a kernel built with CONFIG_KFENCE=y (Debian 6.12+, Fedora, RHEL, Ubuntu 5.15+ and Anolis have it)")
+            "it needs a kernel built with CONFIG_KFENCE=y (Debian 6.12+, Fedora, RHEL, Ubuntu 5.15+ and Anolis "
+            "have it)")
