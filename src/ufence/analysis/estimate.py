@@ -73,6 +73,8 @@ def estimate_for(snapshot: Snapshot) -> Estimate:
     mode = str(s.get("mode") or "")
     rate = _int(s.get("sample_rate"))
     interval = _int(s.get("sample_interval"))
+    if interval is None:
+        interval = _int(s.get("interval_ms"))  # the kernel backend's name for it
     stats = snapshot.stats
     est = _base_estimate(mode, rate, interval, stats)
     if stats is not None:
