@@ -156,6 +156,10 @@ def test_stats_match_the_bugs_and_leaks(ufence: Run, kfence_capture: Capture) ->
     assert c["total_bugs"] == len(_docs(_ok(ufence, "reports", "kernel", "--root", str(kfence_capture.root), "--json")))
     assert c["currently_allocated"] >= sum(kfence_capture.leaks.values())
     assert c["currently_allocated"] == c["total_allocations"] - c["total_frees"]
+    assert st["mode"] == "sample"
+    pool = re.search(r"kfence: initialized - using (\d+) bytes for (\d+) objects", kfence_capture.dmesg)
+    assert pool, "no KFENCE init line in dmesg"
+    assert (st["pool_bytes"], st["pool_objects"]) == (int(pool.group(1)), int(pool.group(2)))
 
 
 def test_stats_before_and_after_each_step(ufence: Run, kfence_capture: Capture) -> None:
@@ -231,6 +235,16 @@ def test_set_writes_a_collected_tree(ufence: Run, kfence_capture: Capture, tmp_p
     _ok(ufence, "set", "kernel", "--root", str(root), "skip_covered_thresh=75", "cache.kmalloc-192=on")
     assert (root / "sys/module/kfence/parameters/skip_covered_thresh").read_text().strip() == "75"
     assert (root / "sys/kernel/slab/kmalloc-192/skip_kfence").read_text().strip() == "0"
+
+
+def test_kernel_disable_and_enable_a_collected_tree(ufence: Run, kfence_capture: Capture, tmp_path: Path) -> None:
+    root = tmp_path / "tree"
+    shutil.copytree(kfence_capture.root / "sys", root / "sys")
+    interval = root / "sys/module/kfence/parameters/sample_interval"
+    _ok(ufence, "kernel", "disable", "--root", str(root))
+    assert interval.read_text().strip() == "0"
+    _ok(ufence, "kernel", "enable", "--sample", "100", "--root", str(root))
+    assert interval.read_text().strip() == "100"
 
 
 def test_kfence_off_at_boot_then_enabled_late(ufence: Run, kfence_late_capture: Capture) -> None:
