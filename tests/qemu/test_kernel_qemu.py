@@ -190,7 +190,7 @@ def test_objects_every_slot_and_the_leak(ufence: Run, kfence_capture: Capture) -
     assert all(o["state"] == "freed" for o in churn)
     st = _stats(ufence, kfence_capture.root)
     # stats and objects are read one after the other in a live guest: allow a little traffic
-    assert abs(len(live) - st["counters"]["currently_allocated"]) <= 5
+    assert abs(len(live) - st["counters"]["currently_allocated"]) <= 10
 
 
 def test_leaks_rank_the_module_leak_first(ufence: Run, kfence_capture: Capture) -> None:
