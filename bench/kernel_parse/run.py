@@ -6,7 +6,7 @@ and 3.4 (Anolis: ``node N:`` before every record, indices restarting in each
 1 GiB area of 131071 objects, a doubled separator at every area boundary,
 6.x track headers with ``(... ago)``), then parses it in a child process with
 ``ufence.backends.kernel.objects_parse.iter_objects`` and reports wall time
-and the child's peak RSS. Exit status 1 if the budget (10 s, 256 MiB) is blown.
+and the child's peak RSS. Exit status 1 if the budget (10 s of CPU, 256 MiB peak RSS) is blown.
 
     python3 bench/kernel_parse/run.py [--areas 10] [--file PATH] [--keep]
 """
@@ -94,15 +94,15 @@ def generate(path: Path, areas: int, nodes: int = 2, seed: int = 1) -> int:
 def _parse_child(path: str) -> None:
     from ufence.backends.kernel.objects_parse import iter_objects
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     n = frames = 0
     with open(path, encoding="utf-8", errors="replace") as fp:
         for obj in iter_objects(fp, path):
             n += 1
             if obj.alloc:
                 frames += len(obj.alloc.frames)
-    dt = time.perf_counter() - t0
-    print(f"{n} {frames} {dt:.3f}")
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(f"{n} {frames} {dt:.3f} {cpu:.3f}")
 
 
 def main() -> int:
@@ -129,14 +129,16 @@ def main() -> int:
     if out.returncode:
         print(out.stderr, file=sys.stderr)
         return 1
-    n, frames, dt = out.stdout.split()
+    n, frames, dt, cpu = out.stdout.split()
     rss_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    print(f"parsed {n} objects ({frames} alloc frames) in {float(dt):.2f}s (child wall {wall:.2f}s), "
-          f"peak RSS {rss_mib:.0f} MiB")
+    load = os.getloadavg()[0]
+    print(f"parsed {n} objects ({frames} alloc frames) in {float(dt):.2f}s wall, {float(cpu):.2f}s CPU "
+          f"(child process wall {wall:.2f}s incl. start-up; load average {load:.1f}), peak RSS {rss_mib:.0f} MiB")
     if not a.keep and not a.file:
         path.unlink()
         path.parent.rmdir()
-    ok = float(dt) < BUDGET_S and rss_mib < BUDGET_RSS_MIB
+    # CPU time is the budget: on a shared machine wall time measures the neighbours too
+    ok = float(cpu) < BUDGET_S and rss_mib < BUDGET_RSS_MIB
     print("OK" if ok else f"OVER BUDGET ({BUDGET_S}s, {BUDGET_RSS_MIB} MiB)")
     return 0 if ok else 1
 
