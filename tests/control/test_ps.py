@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controllib import Cli, Target, wait_for
+from controllib import Cli, Target, ufence_argv
 
 
 def test_ps_lists_and_prunes_killed(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
@@ -31,11 +34,19 @@ def test_ps_lists_and_prunes_killed(cli: Cli, launch: Callable[..., Target], pro
     assert not b.shm.exists() and a.shm.exists()
 
 
-def test_clean_exit_removes_file(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
+def test_clean_exit_removes_file(run_dir: Path) -> None:
+    p = subprocess.run(ufence_argv("run", "--", "sh", "-c", "test -e $UFENCE_RUN_DIR/$$.shm && echo $$"),
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, UFENCE_RUN_DIR=str(run_dir)))
+    pid = int(p.stdout.strip())  # the file existed while the program ran...
+    assert not (run_dir / f"{pid}.shm").exists()  # ...and is gone after a normal exit
+
+
+def test_watch_ends_when_target_exits(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
     t = launch(progs["loop"], "16", "1000")
-    t.stop()  # SIGTERM: the default action kills without atexit; the engine must still not leave junk...
-    # ...which it can only do for exits it sees; SIGTERM is like kill -9 for a program without a handler
-    assert wait_for(lambda: True)
-    rows = {r["pid"]: r for r in json.loads(cli.ok("ps", "--json"))}
-    if t.pid in rows:
-        assert rows[t.pid]["alive"] is False
+    w = subprocess.Popen(ufence_argv("stats", str(t.pid), "--watch", "0.2"), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env=cli.env)
+    time.sleep(1.0)
+    t.proc.send_signal(signal.SIGKILL)
+    out, err = w.communicate(timeout=10)
+    assert w.returncode == 1 and err.strip().splitlines()[-1] == f"ufence: process {t.pid} exited"
+    assert out.count("enabled: 1") >= 2 and "# " in out

@@ -8,7 +8,7 @@ import sys
 import time
 
 from ufence.cli._target import add_target, open_from
-from ufence.errors import UsageError
+from ufence.errors import TargetGone, UsageError
 from ufence.formats.kfence_text import pool_warning, render_stats
 
 NAME = "stats"
@@ -48,3 +48,7 @@ def run(args: argparse.Namespace) -> int:
         if args.watch is None or (args.count is not None and n >= args.count):
             return 0
         time.sleep(args.watch)
+        # a watched process that exits ends the watch (its last state stays readable without --watch)
+        is_alive = getattr(backend, "alive", None)
+        if callable(is_alive) and not is_alive():
+            raise TargetGone(f"process {args.target} exited")
