@@ -87,6 +87,13 @@ static void *control_main(void *arg)
 	(void)arg;
 	sigset_t all;
 	sigfillset(&all);
+	/* synchronous faults stay deliverable: a blocked SIGBUS (our file
+	 * truncated under us) would kill the process instead of reaching the
+	 * handler */
+	sigdelset(&all, SIGSEGV);
+	sigdelset(&all, SIGBUS);
+	sigdelset(&all, SIGILL);
+	sigdelset(&all, SIGFPE);
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	uf_tls.in_engine = 1;           /* this thread's allocations are never guarded */
 	uint64_t next_tick = 0;

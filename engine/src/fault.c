@@ -213,6 +213,10 @@ static void handler(int sig, siginfo_t *si, void *uc)
 			return;
 		}
 	}
+	if (sig == SIGBUS && uf_shm_fault(a)) {
+		errno = saved;
+		return;
+	}
 	forward(sig, si, uc);
 	errno = saved;
 }

@@ -290,9 +290,32 @@ void uf_shm_republish(void)
 		uf_shm_after_fork();
 }
 
+/* Someone truncated our file: pages past its end SIGBUS. Put anonymous
+ * memory there (async-signal-safe: fstat + mmap) so the engine and the
+ * program carry on; what lived there is no longer observable. */
+int uf_shm_fault(uintptr_t addr)
+{
+	uintptr_t base = (uintptr_t)uf_shm.map;
+	if (!base || addr < base || addr >= base + uf_shm.size || !uf_shm.file)
+		return 0;
+	struct stat st;
+	uintptr_t from = 0;
+	if (fstat(uf_shm.fd, &st) == 0 && st.st_size > 0)
+		from = ((uintptr_t)st.st_size + uf_pool.page - 1) & ~(uintptr_t)(uf_pool.page - 1);
+	if (from > addr - base)
+		from = (addr - base) & ~(uintptr_t)(uf_pool.page - 1);
+	if (mmap((void *)(base + from), uf_shm.size - from, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
+		return 0;
+	uf_stat_add(UF_STAT_degraded, 0);
+	if (uf_shm.stats)
+		__atomic_fetch_or(&uf_shm.stats[UF_STAT_degraded], UF_DEGRADED_NO_SHM, __ATOMIC_RELAXED);
+	return 1;
+}
+
 void uf_shm_remove(void)
 {
-	if (uf_shm.file && uf_shm.path[0] && uf_shm.hdr && uf_shm.hdr->pid == (uint32_t)getpid())
+	if (uf_shm.file && uf_shm.path[0] && uf_proc.pid == getpid())
 		unlink(uf_shm.path);
 }
 

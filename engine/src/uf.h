@@ -213,7 +213,8 @@ extern struct uf_shm uf_shm;
 int uf_shm_create(void);
 void uf_shm_after_fork(void);
 void uf_shm_remove(void);
-void uf_shm_republish(void);                  /* after a failed exec */
+void uf_shm_republish(void);
+int uf_shm_fault(uintptr_t addr);             /* SIGBUS: file truncated under us */                  /* after a failed exec */
 void uf_shm_slot_publish(uint32_t i, const struct uf_meta *m);
 static inline void uf_stat_add(int which, int64_t d)
 {
