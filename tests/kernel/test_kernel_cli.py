@@ -158,8 +158,17 @@ def test_stats_anolis_nearly_full_advice(ufence: Run, ktree: Tree) -> None:
     assert "78% full" in r.stderr or "78%" in r.stderr
 
 
-def test_stats_upstream_config_num_objects(ufence: Run, ktree: Tree) -> None:
+def test_stats_pool_from_kernel_log(ufence: Run, ktree: Tree) -> None:
     root = ktree("upstream-6.12")
+    log = root / "dmesg.txt"
+    text = log.read_text().replace("using 2097152 bytes for 255 objects", "using 1056768 bytes for 128 objects")
+    log.write_text(text)
+    st = json.loads(ok(ufence("stats", "kernel", "--json", "--root", str(root))))
+    assert (st["pool_objects"], st["pool_bytes"]) == (128, 1056768) and "log" in st["extra"]["pool_objects_from"]
+
+
+def test_stats_upstream_config_num_objects(ufence: Run, ktree: Tree) -> None:
+    root = ktree("upstream-6.12", dmesg=None)
     (root / "boot").mkdir()
     (root / "boot/config-6.12.117+deb12-amd64").write_text("CONFIG_KFENCE=y\nCONFIG_KFENCE_NUM_OBJECTS=100\n")
     r = ufence("stats", "kernel", "--json", "--root", str(root))

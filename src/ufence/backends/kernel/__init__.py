@@ -13,7 +13,7 @@ import gzip
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ufence.backends.kernel import pool
@@ -34,6 +34,7 @@ from ufence.model import Object, Report, Snapshot, Stats
 
 __all__ = ["KernelBackend"]
 
+_INIT_LINE = re.compile(r"kfence: initialized - using (\d+) bytes for (\d+) objects(?! on node)")
 NEARLY_FULL = 0.75  # the seed's advice threshold, and upstream's skip_covered default
 
 
@@ -44,6 +45,7 @@ class KernelBackend:
         self.paths = KernelPaths.at(root)
         self.dmesg_file = dmesg_file
         self._variant: Variant | None = None
+        self._pool_line: tuple[int, int] | tuple[()] | None = None
 
     # -- discovery ---------------------------------------------------------
     @property
@@ -130,8 +132,13 @@ class KernelBackend:
             plan = pool.anolis_plan(max(1, int(params["num_objects"])), page_size=page)
             st.pool_objects, st.pool_bytes, src = plan.objects, plan.bytes, "num_objects parameter"
         else:
-            n, src = self._config_num_objects()
-            st.pool_objects, st.pool_bytes = n, pool.pool_bytes(n, page)
+            got = self._logged_pool()
+            if got:
+                st.pool_bytes, st.pool_objects = got
+                src = "kernel log (kfence: initialized ...)"
+            else:
+                n, src = self._config_num_objects()
+                st.pool_objects, st.pool_bytes = n, pool.pool_bytes(n, page)
         st.extra = {"sample_interval": iv, "variant": v.family(), "pool_objects_from": src,
                     "labels": parsed.labels}
         if "burst" in params:
@@ -295,6 +302,26 @@ class KernelBackend:
                               f"mount -t debugfs none {self.paths.debugfs_root}")
         raise UfenceError(f"{path} is missing although sample_interval={iv}: KFENCE may have failed to "
                           "initialise (look for 'kfence:' in dmesg)")
+
+    def _logged_pool(self) -> tuple[int, int] | None:
+        """(bytes, objects) from the kernel's own ``kfence: initialized - using N bytes
+        for M objects`` line: the pool it really has. Cached per backend."""
+        if self._pool_line is None:
+            self._pool_line = ()
+            try:
+                if self.dmesg_file is not None or not self.paths.live:
+                    f = Path(self.dmesg_file) if self.dmesg_file else self.paths.dmesg_file
+                    with f.open(encoding="utf-8", errors="replace") as fp:
+                        lines: Iterable[str] = list(fp)
+                else:
+                    lines = read_kmsg()
+            except (OSError, UfenceError):
+                return None
+            for _, msg in messages(lines):
+                m = _INIT_LINE.search(msg)
+                if m:
+                    self._pool_line = (int(m[1]), int(m[2]))  # the last init wins (late re-init)
+        return self._pool_line or None
 
     def _config_num_objects(self) -> tuple[int, str]:
         """CONFIG_KFENCE_NUM_OBJECTS from the kernel config, else the default 255."""
