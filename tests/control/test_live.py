@@ -83,9 +83,8 @@ def test_change_is_acknowledged_within_100ms(launch: Callable[..., Target], prog
 
 
 def test_num_objects_grows_in_full_mode(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
-    # skip_covered_thresh=100: one call site may fill the pool (the heuristic would stop it at 75%)
-    t = launch(progs["loop"], "200", "300", flags=("--mode", "full", "--pool", "64",
-                                                   "--set", "skip_covered_thresh=100"))
+    # full mode guards every allocation while the pool lasts (skip-covered is for sampling, as in Anolis)
+    t = launch(progs["loop"], "200", "300", flags=("--mode", "full", "--pool", "64"))
     pid = t.pid
     assert wait_for(lambda: cli.stats(pid)["skipped_capacity"] > 0, 5), "a 64-slot pool with 200 live objects fills"
     st = cli.stats(pid)

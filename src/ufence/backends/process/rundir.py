@@ -91,21 +91,32 @@ def locate(pid: int) -> tuple[Path, int]:
     raise UfenceError(f"pid {pid} is not running under ufence (no {mine}/{pid}.shm; start it with 'ufence run')")
 
 
-def proc_starttime(pid: int) -> int | None:
-    """Field 22 of /proc/PID/stat (clock ticks since boot), None if no such process."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/PID/stat from field 3 (state) on; None if no such process."""
     try:
         data = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return None
     # comm may contain spaces and parentheses: split after the last ')'
-    rest = data[data.rfind(b")") + 2:].split()
+    return data[data.rfind(b")") + 2:].split()
+
+
+def proc_starttime(pid: int) -> int | None:
+    """Field 22 of /proc/PID/stat (clock ticks since boot), None if no such process."""
+    f = _stat_fields(pid)
     try:
-        return int(rest[19])
+        return int(f[19]) if f else None
     except (IndexError, ValueError):
         return None
 
 
 def alive(pid: int, starttime: int) -> bool:
-    """The process that wrote a file with this (pid, starttime) still runs (pid reuse detected)."""
-    st = proc_starttime(pid)
-    return st is not None and (starttime == 0 or st == starttime)
+    """The process that wrote a file with this (pid, starttime) still runs: not exited, not a
+    zombie waiting for its parent, and not another process that reused the pid."""
+    f = _stat_fields(pid)
+    if not f or len(f) < 20 or f[0] in (b"Z", b"X", b"x"):
+        return False
+    try:
+        return starttime == 0 or int(f[19]) == starttime
+    except ValueError:
+        return False
