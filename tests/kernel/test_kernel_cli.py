@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
+from kernellib import build_tree
 
 Run = Callable[..., CompletedProcess[str]]
 Tree = Callable[..., Path]
@@ -227,3 +233,23 @@ def test_bad_files_in_tree(ufence: Run, ktree: Tree) -> None:
     refused(ufence("get", "kernel", "--root", str(root / "nonexistent")), "not a directory")
     no_log = ktree("upstream-6.12", dmesg=None)
     refused(ufence("reports", "kernel", "--root", str(no_log)), "dmesg.txt")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root and setpriv to drop to nobody")
+def test_not_root_is_explained(ktree: Tree) -> None:
+    """As an unprivileged user the write is refused by the files' permissions: say root is needed."""
+    base = Path(tempfile.mkdtemp(prefix="ufence-kernel-nobody-"))  # pytest's tmp_path is 0700
+    base.chmod(0o755)
+    root = build_tree(base / "tree", "upstream-6.12")
+    for p in [root, *root.rglob("*")]:
+        p.chmod(p.stat().st_mode | 0o005 | (0o001 if p.is_dir() else 0))  # readable, not writable, by others
+    src = Path(__file__).resolve().parents[2] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "ufence",
+                        "set", "kernel", "burst=1", "--root", str(root)], capture_output=True, text=True, env=env,
+                       timeout=60)
+    try:
+        refused(r, "permission denied", "needs root")
+        assert param(root, "burst") == "0"
+    finally:
+        shutil.rmtree(base)

@@ -27,8 +27,13 @@ class KernelPaths:
         if root is None:
             return cls(Path("/"), True)
         p = Path(root)
-        if not p.is_dir():
-            raise UfenceError(f"--root {root}: not a directory")
+        try:
+            ok = p.is_dir() and os.access(p, os.R_OK | os.X_OK)
+        except OSError as e:
+            raise UfenceError(f"--root {root}: {e.strerror}") from None
+        if not ok:
+            raise UfenceError(f"--root {root}: not a directory" if not os.path.isdir(p)
+                              else f"--root {root}: permission denied")
         return cls(p, False)
 
     def _p(self, rel: str) -> Path:
