@@ -97,6 +97,7 @@ class Server:
 
     def __init__(self, argv: list[str], env: dict[str, str], log: Path, cwd: Path | None = None):
         self.log = log
+        self.killed = False  # needed SIGKILL: did not exit after SIGTERM
         self._fh = open(log, "wb")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(
             argv,
@@ -124,6 +125,7 @@ class Server:
             try:
                 self.proc.wait(timeout=grace)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 _kill_group(self.proc.pid)
                 self.proc.wait()
         _kill_group(self.proc.pid)

@@ -16,14 +16,14 @@ from typing import Any
 
 from harness.configs import Config, available
 from harness.context import Context
-from harness.workloads.base import OK, Case, Outcome, Workload
+from harness.workloads.base import MEASURED, OK, Case, Outcome, Workload
 
 
 def _summary(runs: list[Outcome]) -> dict[str, dict[str, float]]:
-    keys = sorted({k for r in runs if r.status == OK for k in r.metrics})
+    keys = sorted({k for r in runs if r.status in MEASURED for k in r.metrics})
     out: dict[str, dict[str, float]] = {}
     for k in keys:
-        vals = [r.metrics[k] for r in runs if r.status == OK and k in r.metrics]
+        vals = [r.metrics[k] for r in runs if r.status in MEASURED and k in r.metrics]
         if vals:
             out[k] = {"median": statistics.median(vals), "min": min(vals), "max": max(vals), "n": len(vals)}
     return out
@@ -40,10 +40,10 @@ def run_case(ctx: Context, wl: Workload, case: Case, configs: list[Config], reps
             skipped[n] = why
     live = [n for n in names if n not in skipped]
     order_log: list[str] = []
-    for rep in range(reps):
+    for rep in range(min(reps, case.reps or reps)):
         k = rep % len(live) if live else 0
         for n in live[k:] + live[:k]:
-            if runs[n] and runs[n][-1].status != OK:
+            if runs[n] and runs[n][-1].status not in MEASURED:
                 continue
             t0 = time.monotonic()
             try:
@@ -54,7 +54,9 @@ def run_case(ctx: Context, wl: Workload, case: Case, configs: list[Config], reps
             order_log.append(n)
             runs[n].append(o)
             main = next((m.name for m in wl.metrics if m.main), "")
-            shown = f"{o.metrics.get(main, 0):.4g}" if o.status == OK else f"{o.status}: {o.message[:120]}"
+            shown = f"{o.metrics.get(main, 0):.4g}" if o.status in MEASURED else ""
+            if o.status != OK:
+                shown += f" {o.status}: {o.message[:120]}"
             print(f"  {wl.name}/{case.name} rep {rep + 1}/{reps} {n:<22} {shown}  ({time.monotonic() - t0:.1f} s)",
                   file=sys.stderr, flush=True)
     results: dict[str, Any] = {}

@@ -8,10 +8,13 @@ from typing import Any
 from harness.configs import Config
 from harness.context import Context
 
-# Statuses. "died" and "failed" with expected=True are documented limits of a
-# peer (Electric Fence / DUMA at ~32,000 live objects); everything else that is
-# not "ok" fails quick mode.
+# Statuses. "hung" = the measurement finished but the server did not exit
+# after SIGTERM (its numbers are kept and it is repeated). "died", "crashed"
+# and "failed" with expected=True are documented limits of a peer (Electric
+# Fence / DUMA at ~32,000 live objects); anything else not "ok" fails quick mode.
 OK = "ok"
+HUNG = "hung"
+MEASURED = (OK, HUNG)  # statuses whose metrics count
 
 
 @dataclass
@@ -29,6 +32,7 @@ class Case:
     params: dict[str, Any] = field(default_factory=dict)
     pool: int = 200000  # ufence num_objects for full mode
     configs: tuple[str, ...] | None = None  # None = every configuration
+    reps: int = 0  # cap on repetitions (0 = the run's --reps): the 1M-object case is long
 
 
 @dataclass

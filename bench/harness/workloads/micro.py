@@ -28,7 +28,7 @@ class Micro(Workload):
     ]
 
     def cases(self, quick: bool) -> list[Case]:
-        secs = 0.25 if quick else 2.0
+        secs = 0.25 if quick else 1.5
         if quick:
             return [
                 Case("t1-live1k", "1 thread, 1,000 live", {"threads": 1, "live": 1000, "secs": secs}, 4096),
@@ -44,7 +44,7 @@ class Micro(Workload):
             Case("t2-live30k", "2 threads, 30,000 live", {"threads": 2, "live": 30000, "secs": secs}, 40000,
                  configs=NO_VALGRIND),
             Case("t1-live1M", "1 thread, 1,000,000 live", {"threads": 1, "live": 1000000, "secs": secs},
-                 1100000, configs=NO_VALGRIND),
+                 1100000, configs=NO_VALGRIND, reps=2),
         ]
 
     def command(self, case: Case) -> str:

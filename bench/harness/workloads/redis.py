@@ -8,7 +8,7 @@ import shutil
 from harness import net, proc
 from harness.configs import Config
 from harness.context import Context, false_bug
-from harness.workloads.base import OK, Case, Metric, Outcome, Workload, classify, tail
+from harness.workloads.base import HUNG, OK, Case, Metric, Outcome, Workload, classify, tail
 from harness.workloads.server import MAP_LIMITED, server_metrics
 
 TESTS = ("set", "get", "lpush", "lpop")
@@ -63,7 +63,7 @@ class Redis(Workload):
                 return _server_failed(cfg, srv, "server died during the benchmark", False)
             m, extra = server_metrics(ctx, cfg, srv.pid, rundir)
         finally:
-            srv.stop()
+            srv.stop(15 if ctx.quick else 20)
         log = srv.output()
         bug = false_bug(log, reports) if cfg.kind == "ufence" else None
         if bug:
@@ -74,6 +74,8 @@ class Redis(Workload):
         m["rps"] = sum(rates[t.upper()] for t in TESTS) / len(TESTS)
         m["set_rps"] = rates["SET"]
         m["get_rps"] = rates["GET"]
+        if srv.killed:
+            return Outcome(HUNG, m, message="redis-server did not exit within 20 s of SIGTERM (killed)", extra=extra)
         return Outcome(OK, m, extra=extra)
 
 

@@ -18,7 +18,7 @@ from harness import net, proc
 from harness.configs import Config
 from harness.context import Context, false_bug
 from harness.errors import BenchError
-from harness.workloads.base import OK, Case, Metric, Outcome, Workload, classify, tail
+from harness.workloads.base import HUNG, OK, Case, Metric, Outcome, Workload, classify, tail
 from harness.workloads.server import MAP_LIMITED, server_metrics
 
 USER = "mysql"
@@ -133,7 +133,7 @@ class Sysbench(Workload):
             died = not srv.alive()
             m, extra = server_metrics(ctx, cfg, srv.pid, rundir) if not died else ({}, {})
         finally:
-            rc = srv.stop(60)
+            rc = srv.stop(15 if ctx.quick else 20)
         log = srv.output()
         bug = false_bug(log, reports) if cfg.kind == "ufence" else None
         if bug:
@@ -145,6 +145,9 @@ class Sysbench(Workload):
         parsed = _parse(r.stdout)
         if r.rc != 0 or "tps" not in parsed:
             return Outcome(classify(r.rc, r.timed_out), message="sysbench: " + tail(r.stdout + r.stderr, 3))
+        if srv.killed:
+            return Outcome(HUNG, m | parsed, message="mariadbd did not exit within 20 s of SIGTERM (killed)",
+                           extra=extra)
         if rc not in (0, None):
             return Outcome("crashed" if rc < 0 else "failed", message=f"mariadbd exit {rc}: " + tail(log))
         m.update(parsed)
