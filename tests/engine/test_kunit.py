@@ -79,7 +79,7 @@ def mode_settings(mode: str) -> dict[str, str]:
 
 def run_case(run_ufence: RunFn, exe: Path, case: Case, mode: str, guard: str, *extra: str) -> Run:
     run = run_ufence([exe, case.name], *MODES[mode], "--guard", guard, *case.args, *extra)
-    check_engine_info(run, guard, **mode_settings(mode))
+    check_engine_info(run, None if guard == "auto" else guard, **mode_settings(mode))
     return run
 
 
@@ -134,16 +134,27 @@ def test_default_align_keeps_16_byte_alignment(prog: Callable[..., Path], run_uf
 def test_on_bug_abort(prog: Callable[..., Path], run_ufence: RunFn, case: str, guard: str) -> None:
     """--on-bug=abort: the report is written, then the program dies with the original signal.
 
-    Faulting accesses die by SIGSEGV; bad frees have no original signal, the
-    engine must still kill the program by a signal (not exit normally).
+    Faulting accesses die by SIGSEGV; bad frees have no original signal, so
+    the engine raises SIGABRT (not a normal exit).
     """
     exe = prog("kunit.c")
     run = run_ufence([exe, case], "--mode", "full", "--guard", guard, "--on-bug", "abort")
     check_engine_info(run, guard, fault="abort")
-    if case in ("double_free", "corruption_left"):
-        assert run.rc < 0, f"want death by a signal\n{run.describe()}"
+    if case in ("double_free", "corruption_left"):  # no original signal: the engine aborts
+        assert run.rc == -6, f"want death by SIGABRT\n{run.describe()}"
     else:
         assert run.rc == -11, f"want death by SIGSEGV\n{run.describe()}"
     assert "done" not in run.proc.stdout.splitlines()
     assert len(run.text) == 1 and len(run.json) == 1, run.describe()
     assert run.text[0].title.startswith("BUG: UFENCE: ")
+
+
+def test_guard_auto_prefers_guard_regions(prog: Callable[..., Path], run_ufence: RunFn) -> None:
+    """--guard auto uses MADV_GUARD_INSTALL where the kernel has it (6.13+), else mprotect."""
+    import os
+
+    major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+    exe = prog("kunit.c")
+    run = run_case(run_ufence, exe, CASES[[c.name for c in CASES].index("clean")], "full", "auto")
+    verify(run, exe, CASES[[c.name for c in CASES].index("clean")])
+    assert run.value("guard") == (1 if (major, minor) >= (6, 13) else 2), run.info

@@ -31,7 +31,7 @@ def clean(run: Run) -> None:
 def test_threaded_stress(prog: Prog, run_ufence: RunFn, guard: str, pool: str) -> None:
     """8 threads, every allocation function, cross-thread frees; a small pool also exercises reuse and fallback."""
     exe = prog("stress.c")
-    run = run_ufence([exe, "6000"], "--mode", "full", "--guard", guard, "--pool", pool, timeout=120)
+    run = run_ufence([exe, "15000"], "--mode", "full", "--guard", guard, "--pool", pool, timeout=120)
     clean(run)
     check_engine_info(run, guard, sample_interval="-1", num_objects=pool)
     assert run.value("guarded") > 1000, f"too few guarded allocations: {run.info}"
