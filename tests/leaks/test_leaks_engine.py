@@ -8,7 +8,10 @@ is what the program itself counted (its ready file says ``a=N b=M``).
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -144,3 +147,21 @@ def test_formats_agree_with_the_live_totals(full_mode_leaky: Running, ufence: Ca
     assert "<title>leak_site_a — " in text and "<title>leak_site_b — " in text
     prom = ufence("leaks", pid, "--format", "prometheus").stdout
     assert f'ufence_leak_group_objects{{target="{pid}",source="process",site="leak_site_a",rank="1"' in prom
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go tool pprof not installed (apt-get install golang-go)")
+@pytest.mark.parametrize("symbolize", [True, False])
+def test_go_tool_pprof_loads_the_profile(full_mode_leaky: Running, ufence: Callable[..., Any], tmp_path: Path,
+                                         symbolize: bool) -> None:
+    out = tmp_path / "heap.pb.gz"
+    extra = [] if symbolize else ["--no-symbolize"]
+    p = ufence("leaks", str(full_mode_leaky.pid), "--format", "pprof", "-o", str(out), *extra)
+    assert p.returncode == 0, p.stderr
+    # unsymbolized: pprof itself symbolizes through the mapping (file name, build id, text segment)
+    top = subprocess.run(["go", "tool", "pprof", "-top", "-lines", "-sample_index=inuse_objects", str(out)],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "HOME": str(tmp_path), "PPROF_TMPDIR": str(tmp_path)})
+    assert top.returncode == 0, top.stderr
+    rows = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s.*?%\s+(leak_site_[ab]) ", top.stdout, re.M)}
+    assert rows == {"leak_site_a": 2000, "leak_site_b": 500}, top.stdout
+    assert f"leaky.c:{source_line('char *p = malloc(SIZE_A);')}" in top.stdout

@@ -98,19 +98,12 @@ def build_report(snaps: list[Snapshot], args: argparse.Namespace) -> LeakReport:
     symbolize = not args.no_symbolize
     if len(snaps) == 1:
         return analyse(snaps[0], args.min_age, args.sort, symbolize=symbolize)
-    # Symbolize only the last snapshot's stacks (grouping keys do not depend on symbols).
+    # Symbolize only the last snapshot's stacks: grouping keys do not depend on
+    # symbols, and a growing stack is always present in the last snapshot.
     reports = [analyse(s, args.min_age, args.sort, symbolize=False) for s in snaps[:-1]]
     reports.append(analyse(snaps[-1], args.min_age, args.sort, symbolize=symbolize))
     last = reports[-1]
     last.growth = find_growth(reports, min_growth=args.min_growth, interval=args.watch or 0.0)
-    if symbolize:
-        from ufence.analysis.leaks import symbolize_groups
-
-        symbolize_groups([g.group for g in last.growth.growing])
-        from ufence.analysis.naming import group_name
-
-        for g in last.growth.growing:
-            g.group.name = group_name(g.group.frames)
     return last
 
 

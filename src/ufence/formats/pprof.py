@@ -111,11 +111,39 @@ class _Builder:
                 start, end = m.get("_lo", 0), m.get("_hi", 0)
             base = _num(m.get("base"))
             file_offset = _num(m.get("file_offset")) or (start - base if base is not None and start else 0)
+            text = _text_segment(path, m.get("build_id")) if base is not None else None
+            if text is not None:
+                # pprof symbolizes by matching a mapping to the executable segment
+                # (as perf and the Go runtime record it): describe that segment
+                vaddr, memsz, offset = text
+                start, end, file_offset = base + (vaddr & ~_PAGE), base + vaddr + memsz, offset & ~_PAGE
             out.append(Message().int(1, m["id"]).int(2, start).int(3, end).int(4, max(file_offset, 0))
                        .int(5, self.s(path)).int(6, self.s(m.get("build_id")))
                        .bool(7, m.get("_funcs", False)).bool(8, m.get("_lines", False))
                        .bool(9, m.get("_lines", False)).bool(10, m.get("_funcs", False)))
         return out
+
+
+_PAGE = 0xFFF
+
+
+def _text_segment(path: str, build_id: str | None) -> tuple[int, int, int] | None:
+    """(vaddr, memsz, file offset) of the module's executable PT_LOAD, when the
+    same file (same build id) is on this machine; else None."""
+    try:
+        from ufence.symbolize.elf import PF_X, ElfError, read
+    except ImportError:
+        return None
+    try:
+        info = read(path)
+    except (ElfError, OSError):
+        return None
+    if build_id and info.build_id and info.build_id != build_id:
+        return None
+    for sg in info.segments:
+        if sg.flags & PF_X:
+            return sg.vaddr, sg.memsz, sg.offset
+    return None
 
 
 def _num(v: Any) -> int | None:
