@@ -231,6 +231,9 @@ def test_bad_files_in_tree(ufence: Run, ktree: Tree) -> None:
     (d / "objects").write_bytes(b"\x7fELF\x00\x01" * 50)
     refused(ufence("objects", "kernel", "--root", str(root)), "not a KFENCE object header")
     refused(ufence("get", "kernel", "--root", str(root / "nonexistent")), "not a directory")
+    (root / PARAMS / "sample_interval").write_text("garbage\n")
+    for cmd in (["get", "kernel"], ["kernel", "status"], ["kernel", "enable"], ["set", "kernel", "burst=1"]):
+        refused(ufence(*cmd, "--root", str(root)), "sample_interval: expected a number")
     no_log = ktree("upstream-6.12", dmesg=None)
     refused(ufence("reports", "kernel", "--root", str(no_log)), "dmesg.txt")
 

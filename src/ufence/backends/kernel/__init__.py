@@ -65,7 +65,12 @@ class KernelBackend:
         v = self.require_built()
         out = {}
         for name in sorted(v.params):
-            out[name] = canonical_read(name, read_text(self.paths.params / name, f"kfence.{name}"))
+            path = self.paths.params / name
+            val = canonical_read(name, read_text(path, f"kfence.{name}"))
+            p = PARAMS.get(name)
+            if p and p.kind in ("int", "uint", "percent") and not re.fullmatch(r"-?\d+", val):
+                raise UfenceError(f"{path}: expected a number, read {val[:40]!r} (a corrupt or partial copy?)")
+            out[name] = val
         return out
 
     def interval(self) -> int:
