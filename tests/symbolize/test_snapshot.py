@@ -18,7 +18,7 @@ from symlib import marker_line, run
 
 from ufence.errors import UfenceError
 from ufence.model import Frame, Object, ObjectState, Snapshot, Track
-from ufence.symbolize.snapshot_io import load_snapshot, presymbolize, save_snapshot
+from ufence.symbolize.snapshot_io import load_snapshot, presymbolize, save_snapshot, snapshot_dict
 
 PROG = Path(__file__).resolve().parent / "progs" / "snapprog.c"
 Run = Callable[..., CompletedProcess[str]]
@@ -90,6 +90,9 @@ def test_snapshot_round_trip_real_process(live: tuple[subprocess.Popen[str], dic
         del os.environ["UFENCE_RUN_DIR"]
     assert saved.target == str(proc.pid) and saved.source == "process"
     assert _comparable(saved) == _comparable(direct)  # the program is idle: same objects, same stacks
+    assert snapshot_dict(direct) == direct.to_dict()  # the fast writer writes exactly the model's dict
+    presymbolize(direct)
+    assert snapshot_dict(direct) == direct.to_dict()
     assert [m["build_id"] for m in saved.modules] == [m["build_id"] for m in direct.modules]
     assert any(m["path"] == str(snapprog) or m["path"].endswith("/snapprog") for m in saved.modules) or \
         any(f.module == str(snapprog) for o in saved.objects if o.alloc for f in o.alloc.frames)
@@ -162,7 +165,7 @@ def test_save_load_presymbolize(snapprog: Path, tmp_path: Path) -> None:
         p = tmp_path / name
         save_snapshot(snap, p)
         assert stat.S_IMODE(p.stat().st_mode) == 0o600
-        assert load_snapshot(p).to_dict() == snap.to_dict()
+        assert load_snapshot(p).to_dict() == snap.to_dict() == snapshot_dict(snap)
     assert gzip.decompress((tmp_path / "s.json.gz").read_bytes()) == (tmp_path / "s.json").read_bytes()
 
 
