@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ufence.backends.kernel import KernelBackend, control, pool
 from ufence.errors import UfenceError, UsageError
@@ -54,6 +55,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"full mode: {note}")
         _print(control.run(kb, steps, args.dry_run))
         if not args.dry_run:
+            planned = next((int(s.value) for s in steps if s.key == "num_objects"), 0)
+            warn = control.check_full(kb, planned)
+            if warn:
+                print(f"ufence: {warn}", file=sys.stderr)
             print("verified: sample_interval=-1, num_objects=" + kb.params().get("num_objects", "?"))
         return 0
     if args.pool or args.objects is not None:

@@ -51,6 +51,8 @@ def plan_full(kb: KernelBackend, pool_size: int | None = None, objects: int | No
         note += f" (Anolis rounds {objects} up to whole 1 GiB areas for full mode)"
     if pool_size is not None and plan.bytes != pool_size:
         note += f" (requested {pool_size} bytes; pools are whole 1 GiB areas)"
+    if params.get("pool_mode") == "node":
+        note += " on every NUMA node (pool_mode=node)"
     cur_n = int(params.get("num_objects", "0") or 0)
     if iv < 0 and cur_n == plan.objects:
         return [], f"already in full mode with {note}"
@@ -66,6 +68,16 @@ def plan_full(kb: KernelBackend, pool_size: int | None = None, objects: int | No
     steps.append(Step("sample_interval", pdir / "sample_interval", "-1",
                       "full mode: every eligible slab/page allocation goes to KFENCE"))
     return steps, note
+
+
+def check_full(kb: KernelBackend, planned: int) -> str | None:
+    """After enabling: the newer Anolis line rewrites num_objects to what it really
+    allocated; say so when that is less than planned (memory was short)."""
+    got = int(kb.params().get("num_objects", "0") or 0)
+    if got < planned:
+        return (f"warning: the kernel reports num_objects={got} after enabling, fewer than the {planned} planned: "
+                "it could not reserve all 1 GiB areas (free memory or fragmentation)")
+    return None
 
 
 def plan_sample(kb: KernelBackend, ms: int) -> list[Step]:
