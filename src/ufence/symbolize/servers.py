@@ -3,7 +3,7 @@
 Each tool is started once and fed batches of queries through pipes. A batch
 is written by a helper thread while this thread reads the answers, so a
 batch of any size cannot deadlock on full pipe buffers. A tool that dies,
-hangs (no output for ``UFENCE_SYMBOLIZER_TIMEOUT`` seconds, default 30) or
+hangs (no output for ``UFENCE_SYMBOLIZER_TIMEOUT`` seconds, default 120) or
 answers garbage is killed and restarted on the next batch; the batch fails
 with ``ServerError`` and the caller leaves those frames unsymbolized.
 """
@@ -40,9 +40,9 @@ class Loc:
 
 def _timeout() -> float:
     try:
-        return float(os.environ.get("UFENCE_SYMBOLIZER_TIMEOUT", "30"))
+        return float(os.environ.get("UFENCE_SYMBOLIZER_TIMEOUT", "120"))
     except ValueError:
-        return 30.0
+        return 120.0
 
 
 class LineServer:
