@@ -102,6 +102,19 @@ def test_count_sampling_estimates_within_25_percent(leaky: Path, launch: Callabl
     assert "estimate" in text and f"sample_rate={rate}" in text and "est.count" in text
 
 
+def test_time_sampling_says_the_estimate_is_unavailable(leaky: Path, launch: Callable[..., Running],
+                                                        ufence: Callable[..., Any]) -> None:
+    r = launch(leaky, ["--mode", "sample", "--sample-interval", "1"], ["count", "READY", "20000"])
+    d = leaks_json(ufence, str(r.pid))
+    s = d["sampling"]
+    assert (s["mode"], s["sample_interval"]) == ("time", 1)
+    if s["estimate"] == "unavailable":  # the engine's stats do not count every allocation it saw
+        assert s["factor"] is None and all(g["est_count"] is None for g in d["groups"])
+        assert "estimate unavailable" in ufence("leaks", str(r.pid)).stdout
+    else:  # the engine counts allocations seen: the factor is measured, never guessed
+        assert s["estimate"] == "estimated" and s["factor"] > 1
+
+
 def test_growth_reports_only_the_growing_site(leaky: Path, launch: Callable[..., Running],
                                               ufence: Callable[..., Any]) -> None:
     r = launch(leaky, ["--mode", "full", "--pool", "20000"], ["grow", "READY"])
