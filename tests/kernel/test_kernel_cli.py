@@ -246,7 +246,9 @@ def test_not_root_is_explained(ktree: Tree) -> None:
     root = build_tree(base / "tree", "upstream-6.12")
     for p in [root, *root.rglob("*")]:
         p.chmod(p.stat().st_mode | 0o005 | (0o001 if p.is_dir() else 0))  # readable, not writable, by others
-    src = Path(__file__).resolve().parents[2] / "src"
+    import ufence
+
+    src = Path(ufence.__file__).resolve().parents[1]  # the package under test: tree or installed
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])}
     r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m", "ufence",
                         "set", "kernel", "burst=1", "--root", str(root)], capture_output=True, text=True, env=env,
