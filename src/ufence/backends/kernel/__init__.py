@@ -96,6 +96,8 @@ class KernelBackend:
         except OSError:
             return out
         for name in entries:
+            if name.startswith(":"):  # SLUB's merged-cache directory: its aliases (symlinks) are listed
+                continue
             sw = self._switch_file(name)
             if sw is None:
                 continue
