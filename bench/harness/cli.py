@@ -39,6 +39,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default="", help="directory for the JSON, bench.md and bench.png "
                    "(default: bench/results + docs/ for --full, a temp dir for --quick)")
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
+    p.add_argument("--profile", action="store_true",
+                   help="perf-profile full mode on the microbenchmark (default with --full when micro runs)")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
     return p.parse_args(argv)
 
@@ -136,6 +138,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             path.write_text(json.dumps(doc, indent=1) + "\n")
             written.append(path)
             failures += _failures(doc)
+        if "micro" in wl_names and (args.profile or not quick):
+            from harness import profile
+
+            print("bench: profiling full mode (perf record -e cpu-clock -g)", file=sys.stderr, flush=True)
+            if profile.run(ctx, configs, out) is None:
+                print("bench: perf unusable here; no profile", file=sys.stderr)
         from harness import report
 
         md, png = report.write(out, docs, quick)

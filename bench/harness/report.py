@@ -68,6 +68,38 @@ def case_table(doc: dict[str, Any], case: dict[str, Any]) -> list[str]:
     return lines
 
 
+def profile_table(out: Path) -> list[str]:
+    """The perf breakdown of full mode, if this run made one."""
+    p = out / "profile.json"
+    if not p.exists():
+        return []
+    prof = json.loads(p.read_text())
+    runs = [r for r in prof["runs"] if "children_pct" in r]
+    if not runs:
+        return []
+    head = ["where the time goes (% of samples, callees included)",
+            *[f"`{r['config']}` {r['threads']} thr" for r in runs]]
+    lines = ["## Where full mode's time goes", "",
+             f"{prof['what']} (`bench/run --profile`). Percentages include callees, so nested rows overlap.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for sym, what in prof["symbols"].items():
+        vals = [r["children_pct"].get(sym) for r in runs]
+        if not any(vals):
+            continue
+        cells = [f"{v:.1f}" if v else "" for v in vals]
+        lines.append(f"| {what.replace('  ', '&nbsp;&nbsp;')} (`{sym}`) | " + " | ".join(cells) + " |")
+    kern = [r["dso_pct"].get("[kernel.kallsyms]") for r in runs]
+    lines.append("| **kernel, all of it** | " + " | ".join(f"{v:.1f}" if v else "" for v in kern) + " |")
+    eng = [r["dso_pct"].get("libufence.so") for r in runs]
+    lines.append("| **libufence.so, own code** | " + " | ".join(f"{v:.1f}" if v else "" for v in eng) + " |")
+    sc = [r.get("syscalls", {}).get("per_alloc_or_free", {}) for r in runs]
+    names = sorted({k for d in sc for k in d})
+    for n in names:
+        lines.append(f"| `{n}` system calls per malloc or free | " +
+                     " | ".join(f"{d[n]:.2f}" if n in d else "" for d in sc) + " |")
+    return [*lines, ""]
+
+
 def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
     docs = load(out)
     md = docs_dir / "bench.md"
@@ -103,6 +135,7 @@ def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
         for name, c in docs[0]["configs"].items():
             lines.append(f"| `{name}` | {c['what']} | `{c['settings']}` |")
         lines.append("")
+    lines += profile_table(out)
     extra = Path(__file__).resolve().parents[1] / "profile.md"  # hand-written: where the cost goes
     if extra.exists() and not quick:
         lines += ["", extra.read_text().strip(), ""]
