@@ -51,14 +51,14 @@ def nm_functions(path: Path, dynamic: bool = False) -> dict[str, tuple[int, int]
     funcs: dict[str, tuple[int, int]] = {}
     for line in out.splitlines():
         parts = line.split()
-        if len(parts) == 4 and parts[2] in "Tt":
+        if len(parts) == 4 and parts[2] in ("T", "t", "W"):
             funcs[parts[3]] = (int(parts[0], 16), int(parts[1], 16))
     return funcs
 
 
 def marker_line(name: str, src: Path = SRC) -> int:
     for i, text in enumerate(src.read_text().splitlines(), 1):
-        if f"LINE:{name} */" in text:
+        if f"LINE:{name} */" in text or text.rstrip().endswith(f"// LINE:{name}"):
             return i
     raise AssertionError(f"no LINE:{name} marker")
 

@@ -206,3 +206,18 @@ def test_odd_file_names(progs: Progs, symbolizer: Symbolizer, tmp_path: Path) ->
     f = frame(odd, start)
     symbolizer.symbolize([f], exact=[f])
     assert physical(f).function == "compute" and f.file is not None and Path(f.file).name == SRC.name
+
+
+def test_cxx_names_demangled_with_and_without_debug_info(symbolizer: Symbolizer, tmp_path: Path) -> None:
+    src = Path(__file__).resolve().parent / "progs" / "cxxprog.cc"
+    dbg, stripped = tmp_path / "cxxprog", tmp_path / "cxxprog-stripped"
+    subprocess.run(["g++", "-g", "-O1", "-rdynamic", "-o", str(dbg), str(src)], check=True, timeout=120)
+    subprocess.run(["strip", "-o", str(stripped), str(dbg)], check=True, timeout=60)
+    mangled = {n: v for n, v in nm_functions(dbg).items() if "Cart5total" in n}
+    assert len(mangled) == 1
+    (start, size), = mangled.values()
+    a, b = frame(dbg, start + 1), frame(stripped, start + 1)
+    symbolizer.symbolize([a, b], exact=[a, b])
+    assert (a.function, a.function_offset, a.function_size) == ("shop::Cart::total(int)", 1, size)
+    assert a.file == str(src) and a.line == marker_line("total", src)
+    assert (b.function, b.function_offset, b.file) == ("shop::Cart::total(int)", 1, None)
