@@ -21,7 +21,7 @@
 #   UFENCE_KERNEL_FLAVOUR cloud-amd64 (default, smaller) or amd64
 #   UFENCE_KERNEL_VERSION e.g. 6.12.117+deb12 (default: what linux-image-6.12-amd64 depends on)
 #   UFENCE_QEMU_TIMEOUT   seconds for the boot (default 300)
-set -euo pipefail
+set -Eeuo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 META=linux-image-6.12-amd64
@@ -31,6 +31,8 @@ QEMU_TIMEOUT=${UFENCE_QEMU_TIMEOUT:-300}
 CMDLINE="console=ttyS0 kfence.sample_interval=1 panic=1 quiet log_buf_len=1M"
 
 log() { echo "boot-kfence: $*" >&2; }
+# set -e would otherwise end the script without a word
+trap 'log "error: line $LINENO: \"$BASH_COMMAND\" failed"' ERR
 die() { log "error: $*"; exit 1; }
 usage() { echo "usage: $0 OUTDIR [--append 'KERNEL ARGS']..." >&2; exit 2; }
 now() { date +%s.%N; }
@@ -78,8 +80,15 @@ exec 9>"$CACHE/.lock"
 flock -w 900 9 || die "cache $CACHE is locked by another run"
 
 # --- kernel version and debs -------------------------------------------------
+# The lists can be unreadable for a moment while another apt-get updates them: retry.
 resolve_version() {
-    apt-cache depends "$META" 2>/dev/null | sed -n 's/^ *Depends: linux-image-\(.*\)-amd64$/\1/p' | head -n1
+    local v try
+    for try in 1 2 3; do
+        v=$(apt-cache depends "$META" 2>/dev/null | sed -n 's/^ *Depends: linux-image-\(.*\)-amd64$/\1/p' | head -n1) || true
+        [ -n "$v" ] && break
+        sleep "$try"
+    done
+    echo "$v"
 }
 KVER=${UFENCE_KERNEL_VERSION:-}
 if [ -z "$KVER" ]; then
