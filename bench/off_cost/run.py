@@ -125,6 +125,12 @@ def main() -> int:
                 w, c = wall(prog, a.wall_rounds, env)
                 times[name].append(w)
                 cpu[name].append(c)
+        # start-up and exit alone: zero rounds
+        start: dict[str, list[float]] = {name: [] for name in envs}
+        for _ in range(a.repeats):
+            for name, env in envs.items():
+                start[name].append(wall(prog, 0, env)[0])
+    smed = {name: statistics.median(v) for name, v in start.items()}
     med = {name: statistics.median(v) for name, v in times.items()}
     cmed = {name: statistics.median(v) for name, v in cpu.items()}
     base_ir = ir["none"][str(n2)]
@@ -147,6 +153,7 @@ def main() -> int:
             "ratio_to_none": {k: med[k] / med["none"] for k in med},
             "cpu_seconds": cpu, "cpu_median": cmed,
             "cpu_ratio_to_none": {k: cmed[k] / cmed["none"] for k in cmed},
+            "startup_exit_median": smed,
         },
         "target": "engine off adds < 2% instructions",
     }
@@ -189,6 +196,10 @@ def markdown(r: dict) -> str:  # type: ignore[type-arg]
         "",
         f"Target: {r['target']} — **{'met' if r['pass'] else 'NOT met'}** "
         f"({cg['total_overhead_pct']['off']:+.2f}% total, {cg['per_round_overhead_pct']['off']:+.2f}% per round).",
+        "",
+        "Start-up plus exit alone (0 rounds, median wall): "
+        + ", ".join(f"{k} {w['startup_exit_median'][k] * 1000:.1f} ms" for k in ("none", "off", "sample"))
+        + "; this fixed cost is part of the wall figures above.",
         "",
         "Where the instructions go when off (per round, from callgrind's per-function table): the engine's own",
         f"functions (the interposed `malloc`/`calloc`/`free` fast paths) execute "
