@@ -28,6 +28,8 @@ NT_GNU_BUILD_ID = 3
 STT_FUNC = 2
 STT_GNU_IFUNC = 10
 PF_X = 1
+STB_GLOBAL = 1
+STB_WEAK = 2
 _MAX_NOTE = 1 << 20  # notes larger than this are not build-id notes
 _MAX_SYMBOLS = 5_000_000
 
@@ -186,37 +188,45 @@ def parse(data: bytes | mmap.mmap, path: str = "") -> ElfInfo:
     return info
 
 
+def _rank(name: str, size: int, bind: int) -> tuple[int, int, int, int]:
+    """Which alias names an address: sized, then global over weak over local, then the
+    plainest name (``free`` over ``__libc_free`` and ``cfree``, ``printf`` over ``_IO_printf``)."""
+    binding = {STB_GLOBAL: 2, STB_WEAK: 1}.get(bind, 0)
+    return (1 if size else 0, binding, -(len(name) - len(name.lstrip("_"))), -len(name))
+
+
 def _read_symbols(r: _Reader, sections: list[tuple[str, int, int, int, int, int]], info: ElfInfo) -> None:
-    by_start: dict[int, Symbol] = {}
-    # .symtab first: when both tables name an address, the full table's (often local) name wins
-    for want in (SHT_SYMTAB, SHT_DYNSYM):
-        for _name, stype, soff, ssize, link, entsize in sections:
-            if stype != want or link >= len(sections):
+    best: dict[int, tuple[tuple[int, int, int, int], Symbol]] = {}
+    for _name, stype, soff, ssize, link, entsize in sections:
+        if stype not in (SHT_SYMTAB, SHT_DYNSYM) or link >= len(sections):
+            continue
+        strtab_sec = sections[link]
+        if strtab_sec[1] == SHT_NOBITS:
+            continue
+        strtab = r.blob(strtab_sec[2], strtab_sec[3])
+        esz = entsize or (24 if r.is64 else 16)
+        if esz < (24 if r.is64 else 16):
+            raise ElfError("bad symbol entry size")
+        count = ssize // esz
+        if count > _MAX_SYMBOLS:
+            raise ElfError("symbol table too large")
+        table = r.blob(soff, count * esz)
+        for k in range(1, count):  # entry 0 is the null symbol
+            o = k * esz
+            if r.is64:
+                name_off, stinfo, _oth, shndx, value, size = struct.unpack_from(r.end + "IBBHQQ", table, o)
+            else:
+                name_off, value, size, stinfo, _oth, shndx = struct.unpack_from(r.end + "IIIBBH", table, o)
+            if (stinfo & 0xF) not in (STT_FUNC, STT_GNU_IFUNC) or shndx == 0 or value == 0:
                 continue
-            strtab_sec = sections[link]
-            if strtab_sec[1] == SHT_NOBITS:
+            name = _cstr(strtab, name_off).split("@", 1)[0]
+            if not name:
                 continue
-            strtab = r.blob(strtab_sec[2], strtab_sec[3])
-            esz = entsize or (24 if r.is64 else 16)
-            if esz < (24 if r.is64 else 16):
-                raise ElfError("bad symbol entry size")
-            count = ssize // esz
-            if count > _MAX_SYMBOLS:
-                raise ElfError("symbol table too large")
-            table = r.blob(soff, count * esz)
-            for k in range(1, count):  # entry 0 is the null symbol
-                o = k * esz
-                if r.is64:
-                    name, stinfo, _oth, shndx, value, size = struct.unpack_from(r.end + "IBBHQQ", table, o)
-                else:
-                    name, value, size, stinfo, _oth, shndx = struct.unpack_from(r.end + "IIIBBH", table, o)
-                if (stinfo & 0xF) not in (STT_FUNC, STT_GNU_IFUNC) or shndx == 0 or value == 0:
-                    continue
-                old = by_start.get(value)
-                if old is not None and (old.size or not size):
-                    continue
-                by_start[value] = Symbol(_cstr(strtab, name).split("@", 1)[0], value, size)
-    info.symbols = sorted(by_start.values(), key=lambda s: s.start)
+            rank = _rank(name, size, stinfo >> 4)
+            old = best.get(value)
+            if old is None or rank > old[0]:
+                best[value] = (rank, Symbol(name, value, size))
+    info.symbols = sorted((sym for _r, sym in best.values()), key=lambda s: s.start)
     info._starts = [s.start for s in info.symbols]
 
 
