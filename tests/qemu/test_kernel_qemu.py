@@ -135,6 +135,15 @@ def test_reports_every_bug_type(ufence: Run, kfence_capture: Capture) -> None:
         assert "kq_guarded" in allocated_by and func in allocated_by, (func, allocated_by)
         if bug in ("use-after-free", "double free"):
             assert obj["state"] == "freed" and obj["free"]["frames"], func
+    # who and when: the insmod that loaded the module, at the BUG line's time, on this kernel
+    release = (kfence_capture.root / "proc/sys/kernel/osrelease").read_text().strip()
+    titles = dict(re.findall(r"^\[ *([\d.]+)\] BUG: KFENCE: .* in (kq_\w+)", kfence_capture.dmesg, re.M))
+    assert {r["comm"] for r in ours.values()} == {"insmod"} and len({r["pid"] for r in ours.values()}) == 1
+    assert {r["kernel"] for r in ours.values()} == {release}
+    assert {f: r["timestamp"] for f, r in ours.items()} == {f: float(t) for t, f in titles.items()}
+    # one dedup signature per distinct bug, naming the function
+    sigs = [r["signature"] for r in ours.values()]
+    assert len(set(sigs)) == len(sigs) and all(f in r["signature"] for f, r in ours.items())
     corrupt = ours["kq_corrupt_canary"]["corruption"]
     assert corrupt and any(b.get("hidden") for b in corrupt)  # '!' for the bytes it wrote
 
