@@ -20,11 +20,9 @@ INCLUDE = HERE.parent.parent / "engine" / "include"
 
 
 
-def pytest_sessionstart(session: pytest.Session) -> None:
-    del session
-    # --on-bug=abort dies with SIGSEGV on purpose: no core files in the tree
-    _, hard = resource.getrlimit(resource.RLIMIT_CORE)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, hard))
+# --on-bug=abort kills test programs on purpose: no core files in the tree (inherited by every child)
+_, _hard = resource.getrlimit(resource.RLIMIT_CORE)
+resource.setrlimit(resource.RLIMIT_CORE, (0, _hard))
 
 
 @pytest.fixture(scope="session")

@@ -35,6 +35,9 @@ def _uaf(fn: str, access: str, off: int) -> Callable[[int], Expect]:
     return lambda b: Expect("use-after-free", fn, b + off, access, b, 32, freed_by=fn)
 
 
+# Each program case once per guard mechanism and mode (KUnit's list plus its user-space twins).
+
+
 def _corrupt(fn: str, off: int, size: int, dump: tuple[int | None, ...]) -> Callable[[int], Expect]:
     return lambda b: Expect("memory corruption", fn, b + off, None, b, size, corruption=dump)
 
@@ -68,6 +71,11 @@ CASES = [
     Case("invalid_access", lambda b: Expect("invalid", "test_invalid_access", b, "read")),
     Case("invalid_access_write", lambda b: Expect("invalid", "test_invalid_access_write", b, "write")),
     Case("one_report", _oob("test_one_report_per_object", "read", 32, "right")),
+    Case("uaf_nofault", None),
+    Case("free_sized", _uaf("test_free_sized", "read", 3)),
+    Case("free_aligned_sized", lambda b: Expect("use-after-free", "test_free_aligned_sized", b + 9, "write", b, 64,
+                                                freed_by="test_free_aligned_sized",
+                                                alloc_by=("test_free_aligned_sized", "main"))),
     Case("clean", None),
 ]
 

@@ -18,7 +18,7 @@ struct alignas(64) Wide {
 static int work(int seed)
 {
 	int sum = 0;
-	for (int round = 0; round < 300; round++) {
+	for (int round = 0; round < 120; round++) {
 		int *one = new int(round);
 		int *many = new int[(round % 40) + 1];
 		for (int i = 0; i <= round % 40; i++)

@@ -12,6 +12,8 @@
  */
 #include "ufpool.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <malloc.h>
 
 /* The bugs are the point: keep the compiler from warning about them. */
@@ -277,6 +279,58 @@ __attribute__((noinline)) void test_invalid_access_write(void)
 	*p = 1;
 }
 
+/*
+ * KUnit test_use_after_free_read_nofault: the kernel touching a freed guarded
+ * object on the program's behalf (a syscall buffer) fails with EFAULT and is
+ * not a report: no instruction of the program faulted.
+ */
+__attribute__((noinline)) void test_use_after_free_nofault(void)
+{
+	char *buf = test_alloc(32, ANY, 0);
+	show("buf", buf, 32);
+	free(buf);
+	int fds[2];
+	CHECK(pipe(fds) == 0, "pipe");
+	errno = 0;
+	ssize_t n = write(fds[1], buf, 8); /* a pipe copies the bytes (unlike /dev/null) */
+	CHECK(n == -1 && errno == EFAULT, "write from a freed guarded object returned %zd errno %d", n, errno);
+	close(fds[0]);
+	close(fds[1]);
+	printf("efault=1\n");
+}
+
+/* C23 free_sized / free_aligned_sized free guarded objects too (looked up: glibc 2.36 lacks them). */
+__attribute__((noinline)) void test_free_sized(void)
+{
+	void (*fs)(void *, size_t) = (void (*)(void *, size_t))dlsym(RTLD_DEFAULT, "free_sized");
+	CHECK(fs != NULL, "free_sized not found");
+	char *buf = test_alloc(32, ANY, 0);
+	show("buf", buf, 32);
+	fs(buf, 32);
+	sink = ((volatile char *)buf)[3];
+}
+
+__attribute__((noinline)) void test_free_aligned_sized(void)
+{
+	void (*fas)(void *, size_t, size_t) = (void (*)(void *, size_t, size_t))dlsym(RTLD_DEFAULT,
+										     "free_aligned_sized");
+	CHECK(fas != NULL, "free_aligned_sized not found");
+	char *buf = NULL;
+	double t0 = ufp_now();
+	while (!buf) {
+		buf = aligned_alloc(64, 64);
+		CHECK(((uintptr_t)buf & 63) == 0, "aligned_alloc(64) returned %p", (void *)buf);
+		if (!in_pool(buf)) {
+			free(buf);
+			buf = NULL;
+			CHECK(ufp_now() - t0 < 20.0, "no guarded aligned object");
+		}
+	}
+	show("buf", buf, 64);
+	fas(buf, 64, 64);
+	((volatile char *)buf)[9] = 1;
+}
+
 /* After the first report the object is not reported again (KFENCE: one per object). */
 __attribute__((noinline)) void test_one_report_per_object(void)
 {
@@ -327,6 +381,9 @@ static const struct test_case cases[] = {
 	{"invalid_access", test_invalid_access},
 	{"invalid_access_write", test_invalid_access_write},
 	{"one_report", test_one_report_per_object},
+	{"uaf_nofault", test_use_after_free_nofault},
+	{"free_sized", test_free_sized},
+	{"free_aligned_sized", test_free_aligned_sized},
 	{"clean", test_clean},
 };
 
