@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -75,6 +76,10 @@ static int safe_dir(const char *dir)
 	return 0;
 }
 
+/* The file is built under a temporary name and renamed into place once its
+ * header is complete, so a reader never sees a half-written file. */
+static char tmp_path[UF_PATH_LEN + 16];
+
 static int open_file(int pid)
 {
 	struct uf_buf b = {uf_shm.path, 0, sizeof uf_shm.path};
@@ -82,19 +87,31 @@ static int open_file(int pid)
 	uf_putc(&b, '/');
 	uf_put_dec(&b, (uint64_t)pid);
 	uf_put(&b, ".shm");
+	struct uf_buf t = {tmp_path, 0, sizeof tmp_path};
+	uf_put(&t, uf_shm.dir);
+	uf_put(&t, "/.");
+	uf_put_dec(&t, (uint64_t)pid);
+	uf_put(&t, ".shm.new");
 	for (int tries = 0; tries < 2; tries++) {
-		int fd = open(uf_shm.path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int fd = open(tmp_path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 		if (fd >= 0)
 			return fd;
 		if (errno != EEXIST)
 			return -1;
-		/* a stale file of a dead process with our pid (or our pre-exec self) */
+		/* left by a process with our pid that died while starting */
 		struct stat st;
-		if (lstat(uf_shm.path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
+		if (lstat(tmp_path, &st) || !S_ISREG(st.st_mode) || st.st_uid != geteuid())
 			return -1;
-		unlink(uf_shm.path);
+		unlink(tmp_path);
 	}
 	return -1;
+}
+
+/* rename over any stale file of a dead process that had our pid */
+static void publish_name(void)
+{
+	if (rename(tmp_path, uf_shm.path))
+		unlink(tmp_path);
 }
 
 static void read_file(const char *path, char *out, size_t cap, int nul_to_space)
@@ -181,7 +198,7 @@ int uf_shm_create(void)
 		if (ftruncate(fd, (off_t)size) == 0)
 			map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (map == MAP_FAILED) {
-			unlink(uf_shm.path);
+			unlink(tmp_path);
 			close(fd);
 			fd = -1;
 		}
@@ -238,6 +255,8 @@ int uf_shm_create(void)
 		uf_stat_set(UF_STAT_degraded, UF_DEGRADED_NO_SHM);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	memcpy(h->magic, UF_SHM_MAGIC, 8);
+	if (uf_shm.file)
+		publish_name();
 	return 0;
 }
 
@@ -252,8 +271,10 @@ void uf_shm_after_fork(void)
 	if (fd < 0 || ftruncate(fd, (off_t)uf_shm.size)) {
 		/* cannot publish: a private copy-on-write view, so the parent's
 		 * file is never written by the child */
-		if (fd >= 0)
+		if (fd >= 0) {
 			close(fd);
+			unlink(tmp_path);
+		}
 		mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, old, 0);
 		close(old);
 		uf_shm.file = 0;
@@ -281,6 +302,7 @@ void uf_shm_after_fork(void)
 	close(old);
 	uf_shm.fd = fd;
 	fill_identity(uf_shm.hdr);
+	publish_name();
 }
 
 /* exec failed after uf_shm_remove(): publish the same contents again */
