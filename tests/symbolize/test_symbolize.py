@@ -101,18 +101,14 @@ def test_mismatched_build_id_is_refused(progs: Progs, symbolizer: Symbolizer) ->
     assert any(n.startswith(f"not symbolizing {progs.other.name}:") and "different build" in n for n in notes), notes
 
 
-def test_debug_file_found_by_build_id(progs: Progs, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_debug_file_found_by_build_id(progs: Progs, symbolizer: Symbolizer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("UFENCE_DEBUG_ROOT", str(progs.debug_root))
     start, size = nm_functions(progs.dbg)["compute"]
-    s = CoreSymbolizer()
-    try:
-        f = frame(progs.split, start, build_id=progs.build_id)
-        s.symbolize([f], exact=[f])
-        assert physical(f).function == "compute" and physical(f).function_size == size
-        assert f.file is not None and Path(f.file).name == SRC.name
-        assert s.notices() == []
-    finally:
-        s.close()
+    f = frame(progs.split, start, build_id=progs.build_id)
+    symbolizer.symbolize([f], exact=[f])
+    assert physical(f).function == "compute" and physical(f).function_size == size
+    assert f.file is not None and Path(f.file).name == SRC.name
+    assert symbolizer.notices() == []
 
 
 def test_binary_found_in_search_dir_by_name_and_build_id(progs: Progs, tmp_path: Path) -> None:
