@@ -1,8 +1,9 @@
 """Fixtures for the real-kernel tests: boot kernel/boot-kfence.sh once per session.
 
 Two captures, each one QEMU boot (about 10-25 s with a warm cache):
-``kfence_capture`` boots with kfence.sample_interval=1; ``kfence_late_capture``
-boots with KFENCE off and lets the guest enable it late through sysfs.
+``kfence_capture`` boots with kfence.sample_interval=1 (hashed pointers);
+``kfence_late_capture`` boots with KFENCE off and no_hash_pointers, and lets the
+guest enable KFENCE late through sysfs.
 Setting UFENCE_QEMU_CAPTURE (and UFENCE_QEMU_LATE_CAPTURE) to an existing
 OUTDIR reuses it instead of booting, for quick iterations on the asserts.
 """
@@ -60,5 +61,6 @@ def kfence_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
 
 @pytest.fixture(scope="session")
 def kfence_late_capture(tmp_path_factory: pytest.TempPathFactory) -> Capture:
-    """Booted with KFENCE off (Debian's default); the guest enables it late."""
-    return _boot(tmp_path_factory, "kfence-late", "UFENCE_QEMU_LATE_CAPTURE", "kfence.sample_interval=0")
+    """Booted with KFENCE off (Debian's default) and raw pointers; the guest enables KFENCE late."""
+    return _boot(tmp_path_factory, "kfence-late", "UFENCE_QEMU_LATE_CAPTURE",
+                 "kfence.sample_interval=0 no_hash_pointers")

@@ -272,3 +272,37 @@ def test_kfence_off_at_boot_then_enabled_late(ufence: Run, kfence_late_capture: 
     assert re.search(r"kfence: initialized - using \d+ bytes for 255 objects", cap.dmesg)
     # the module's bugs are found the same way after a late enable
     assert sorted(_reports(ufence, "--root", str(cap.root))) == sorted(EXPECTED)
+
+
+def test_raw_pointers_add_up(ufence: Run, kfence_late_capture: Capture) -> None:
+    """With no_hash_pointers every address is real: check it against what each test did."""
+    pool = re.search(r"kfence: initialized - using (\d+) bytes for \d+ objects at (0x[0-9a-f]+)-(0x[0-9a-f]+)",
+                     kfence_late_capture.dmesg)
+    assert pool, "no KFENCE init line with raw pointers"
+    base, end = int(pool.group(2), 16), int(pool.group(3), 16)
+    assert end - base == int(pool.group(1))
+    page = 4096
+    ours = _reports(ufence, "--root", str(kfence_late_capture.root))
+    assert sorted(ours) == sorted(EXPECTED)
+    for func, r in ours.items():
+        assert not r.get("hashed"), func
+        addr = int(r["address"], 16)
+        assert base <= addr < end, func
+        obj = r.get("object")
+        if obj is None:
+            assert func == "kq_invalid_access" and addr == base + 100  # kq_invalid_access reads pool[100]
+            continue
+        start, last = int(obj["start"], 16), int(obj["end"], 16)
+        assert not obj.get("hashed") and last - start + 1 == obj["size"], func
+        side, distance = EXPECTED[func][2:4]
+        if side == "left":  # placed at its page's start, accessed before it
+            assert start % page == 0 and addr == start - distance, func
+        elif side == "right":  # placed against the next guard page, accessed past it
+            assert (last + 1) % page == 0 and addr == start + distance, func
+    offset = {"kq_uaf_read": 5, "kq_uaf_write": 7, "kq_corrupt_canary": 13, "kq_invalid_free": 1, "kq_double_free": 0}
+    for func, off in offset.items():
+        r = ours[func]
+        assert int(r["address"], 16) == int(r["object"]["start"], 16) + off, func
+    # kq_corrupt_canary wrote 0x78 at p[13] and 0x79 at p[15]; the rest of the canary is intact
+    values = [b["value"] for b in ours["kq_corrupt_canary"]["corruption"]]
+    assert values[:3] == [0x78, None, 0x79] and not any(values[3:]), values
