@@ -217,3 +217,20 @@ def test_cxx_names_demangled_with_and_without_debug_info(symbolizer: Symbolizer,
     assert (a.function, a.function_offset, a.function_size) == ("shop::Cart::total(int)", 1, size)
     assert a.file == str(src) and a.line == marker_line("total", src)
     assert (b.function, b.function_offset, b.file) == ("shop::Cart::total(int)", 1, None)
+
+
+def test_debug_file_found_by_debuglink(progs: Progs, symbolizer: Symbolizer, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """No build-id tree: the stripped binary's .gnu_debuglink names its debug file in .debug/ beside it."""
+    monkeypatch.setenv("UFENCE_DEBUG_ROOT", str(tmp_path / "no-root"))
+    (tmp_path / ".debug").mkdir()
+    dbgfile = tmp_path / ".debug" / "linked.debug"
+    subprocess.run(["objcopy", "--only-keep-debug", str(progs.dbg), str(dbgfile)], check=True, timeout=60)
+    linked = tmp_path / "linked"
+    subprocess.run(["objcopy", "--strip-debug", "--strip-unneeded", f"--add-gnu-debuglink={dbgfile}",
+                    str(progs.dbg), str(linked)], check=True, timeout=60, cwd=tmp_path)
+    start, _ = nm_functions(progs.dbg)["compute"]
+    f = frame(linked, start)
+    symbolizer.symbolize([f], exact=[f])
+    assert physical(f).function == "compute" and f.file is not None and Path(f.file).name == SRC.name
+    assert symbolizer.notices() == []
