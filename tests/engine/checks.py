@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,6 +125,7 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
         want = e.alloc_prefix
         assert got[:len(want)] == want, f"allocated-by stack {got}, want {want}...\n{d}"
         assert alloc.ago >= 0 and alloc.at >= 0
+        assert alloc.tid == pid, f"allocated by thread {alloc.tid}, the program is single-threaded ({pid})"
         no_engine_frames(got + [f.module for f in alloc.frames], "allocated-by stack", run)
         if e.freed_by is not None:
             freed = t.tracks.get("freed")
@@ -135,7 +137,7 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
     else:
         assert t.object is None, f"object line for a bug without object\n{d}"
     assert t.proc is not None, f"no PID/Comm/Exe line\n{d}"
-    assert int(t.proc["pid"]) == pid
+    assert int(t.proc["pid"]) == pid and int(t.proc["tid"]) == pid
     assert t.proc["comm"] == exe.name[:15]
     assert t.proc["exe"] == exe_path
     assert t.report_path is not None and Path(t.report_path) == run.json_paths[0], \
@@ -150,7 +152,8 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
     assert j.distance == e.distance, f"JSON distance {j.distance}, want {e.distance}"
     if e.side is not None:
         assert j.side == e.side
-    assert j.pid == pid and j.comm == exe.name[:15] and j.exe == exe_path, (j.pid, j.comm, j.exe)
+    assert j.pid == pid and j.tid == pid and j.comm == exe.name[:15] and j.exe == exe_path, (j.pid, j.comm, j.exe)
+    assert j.timestamp is not None and abs(time.time() - j.timestamp) < 600, f"JSON timestamp {j.timestamp}"
     if e.corruption is not None:
         assert [b.value for b in j.corruption] == list(e.corruption), f"JSON corruption {j.corruption}"
     check_frames(j.stack, exe_path, [e.fn, e.caller], "JSON stack", run)
@@ -160,7 +163,7 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
         assert (j.object.start, j.object.end, j.object.size) == (e.obj_start, e.obj_start + e.obj_size - 1,
                                                                  e.obj_size)
         assert j.object.cache == size_class(e.obj_size)
-        assert j.object.alloc is not None
+        assert j.object.alloc is not None and j.object.alloc.tid == pid
         check_frames(j.object.alloc.frames, exe_path, e.alloc_prefix, "JSON alloc stack", run)
         if e.freed_by is not None:
             assert j.object.free is not None, "JSON object without free track"
