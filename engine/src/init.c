@@ -136,20 +136,27 @@ static void drop_from_preload(void)
 	}
 }
 
+/* lock order: modules, pool, report (a report never takes the others) */
 static void atfork_prepare(void)
 {
+	uf_modules_atfork_lock();
 	uf_pool_lock();
+	uf_report_atfork_lock();
 }
 
 static void atfork_parent(void)
 {
+	uf_report_atfork_unlock();
 	uf_pool_unlock();
+	uf_modules_atfork_unlock(0);
 	uf_stat_add(UF_STAT_fork_children, 1);
 }
 
 static void atfork_child(void)
 {
+	uf_report_atfork_unlock();
 	uf_pool_atfork_child();
+	uf_modules_atfork_unlock(1);
 	uf_tls.tid = 0;
 	uf_tls.rng = 0;
 	uf_proc.pid = getpid();

@@ -48,6 +48,18 @@ static void unlock(void)
 	atomic_store(&report_lock, 0);
 }
 
+/* fork: a report in progress in another thread must not leave the lock
+ * held forever in the child */
+void uf_report_atfork_lock(void)
+{
+	lock();
+}
+
+void uf_report_atfork_unlock(void)
+{
+	unlock();
+}
+
 static const char *access_name(int a)
 {
 	return a == 1 ? "write" : "read";

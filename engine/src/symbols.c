@@ -121,6 +121,19 @@ static void publish_shm(void)
 
 void uf_callers_update(void);
 
+void uf_modules_atfork_lock(void)
+{
+	pthread_mutex_lock(&mods_mu);
+}
+
+void uf_modules_atfork_unlock(int child)
+{
+	if (child)
+		pthread_mutex_init(&mods_mu, NULL);
+	else
+		pthread_mutex_unlock(&mods_mu);
+}
+
 void uf_modules_refresh(int force)
 {
 	unsigned long long c[2] = {0, 0};

@@ -243,6 +243,8 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);
 extern _Atomic int uf_modules_dirty;
+void uf_modules_atfork_lock(void);
+void uf_modules_atfork_unlock(int child);
 
 /* ---- faults (fault.c) ---- */
 int uf_fault_install(void);
@@ -275,6 +277,8 @@ struct uf_bug_info {
 void uf_report(struct uf_bug_info *b);
 /* one report per object: returns 1 if this slot was already reported */
 int uf_report_claim(uint32_t slot);
+void uf_report_atfork_lock(void);
+void uf_report_atfork_unlock(void);
 
 /* ---- control (control.c) ---- */
 int uf_control_start(void);
