@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 
@@ -70,3 +71,6 @@ def test_not_elf_and_missing(tmp_path: Path) -> None:
             elf.read(str(tmp_path / name))
     with pytest.raises(elf.ElfError):
         elf.read(str(tmp_path))
+    os.mkfifo(tmp_path / "fifo")  # opening it would block: refused before that
+    with pytest.raises(elf.ElfError, match="not a regular file"):
+        elf.read(str(tmp_path / "fifo"))

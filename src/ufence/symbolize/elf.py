@@ -15,6 +15,7 @@ import bisect
 import contextlib
 import mmap
 import os
+import stat
 import struct
 from dataclasses import dataclass, field
 
@@ -239,6 +240,8 @@ def read(path: str) -> ElfInfo:
         st = os.stat(path)
     except OSError as e:
         raise ElfError(e.strerror or str(e)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ElfError("not a regular file")  # a FIFO or device would block or never end
     key = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     hit = _cache.get(key)
     if hit is not None:
