@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -150,8 +151,10 @@ def test_more_bad_inputs(tmp_path: Path, ufence: Run, progs: Progs) -> None:
     missing = tmp_path / "missing.json"
     empty_dir = tmp_path / "empty"
     empty_dir.mkdir()
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)  # reading it would block forever
     for bad, text in ((gz, "corrupt or truncated gzip"), (progs.dbg, "binary data"),
-                      (missing, "No such file"), (empty_dir, "no report files")):
+                      (missing, "No such file"), (empty_dir, "no report files"), (fifo, "not a regular file")):
         r = ufence("report", str(bad))
         assert r.returncode == 1, bad
         assert len(r.stderr.splitlines()) == 1 and str(bad) in r.stderr and text in r.stderr, r.stderr

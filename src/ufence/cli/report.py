@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import stat
 import sys
 import zlib
 from pathlib import Path
@@ -38,7 +39,10 @@ def register(p: argparse.ArgumentParser) -> None:
 def load_report(path: Path) -> Report:
     """Read one report file; UfenceError naming the file for anything that is not a report."""
     try:
-        if path.stat().st_size > _MAX_BYTES:
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise UfenceError(f"{path}: not a regular file")
+        if st.st_size > _MAX_BYTES:
             raise UfenceError(f"{path}: not a ufence bug report (larger than {_MAX_BYTES >> 20} MiB)")
         raw = path.read_bytes()
     except OSError as e:
