@@ -23,6 +23,7 @@ FRAME = re.compile(r"^ (?P<func>[^\s+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-
 OBJECT = re.compile(
     r"^ufence-#(?P<index>\d+): 0x(?P<start>[0-9a-f]+)-0x(?P<end>[0-9a-f]+), size=(?P<size>\d+), "
     r"cache=(?P<cache>\S+)$")
+RAW_FRAME = re.compile(r"^ (?P<pc>0x[0-9a-f]+)(?: \[(?P<module>[^\]+]+)\+0x(?P<off>[0-9a-f]+)\])?$")
 PROC = re.compile(r"^PID: (?P<pid>\d+) TID: (?P<tid>\d+) Comm: (?P<comm>.*) Exe: (?P<exe>\S+)$")
 
 GUARD_IDS = {"madvise": 1, "mprotect": 2}
@@ -77,7 +78,9 @@ def _frames(lines: list[str], i: int) -> tuple[list[TextFrame], int]:
         m = FRAME.match(lines[i])
         if m:
             out.append(TextFrame(m["func"], int(m["off"], 16), int(m["size"], 16), m["module"]))
-        else:  # an unsymbolized frame: keep it, it must still not be the engine's
+        elif m := RAW_FRAME.match(lines[i]):  # unsymbolized: " 0xPC [module+0xOFF]"
+            out.append(TextFrame(m["pc"], int(m["off"] or "0", 16), 0, m["module"] or "?"))
+        else:  # unknown shape: keep it whole, it must still not be the engine's
             out.append(TextFrame(lines[i].strip(), 0, 0, lines[i].strip()))
         i += 1
     return out, i
