@@ -38,7 +38,9 @@ def run(args: argparse.Namespace) -> int:
     snapshot_io.save_snapshot(snap, args.output)
     for n in notes:
         print(f"ufence: note: {n}", file=sys.stderr)
-    stacks = {t.stack_id for o in snap.objects for t in (o.alloc, o.free) if t is not None}
+    # depot ids when the source has them (process); the kernel gives frames only
+    stacks = {t.stack_id if t.stack_id is not None else tuple(f.key() for f in t.frames)
+              for o in snap.objects for t in (o.alloc, o.free) if t is not None and t.frames}
     live = sum(1 for o in snap.objects if o.state.value == "allocated")
     print(f"ufence: saved {len(snap.objects)} objects ({live} allocated), {len(stacks)} stacks, "
           f"{len(snap.modules)} modules to {args.output}", file=sys.stderr)
