@@ -41,8 +41,10 @@ def unpack(log: Path, outdir: Path) -> int:
             current, chunks = line.split(" ", 2)[2], []
         elif line.startswith("=== KQ-END "):
             fields = line.split()
-            if current is None or len(fields) != 5 or fields[2] != current:
+            if current is None or fields[2] != current:
                 raise TransferError(f"line {lineno}: KQ-END without a matching KQ-BEGIN")
+            if len(fields) != 5 or not fields[3].isdigit():
+                raise TransferError(f"line {lineno}: malformed KQ-END line (cut short?)")
             try:
                 data = base64.b64decode("".join(chunks), validate=True)
             except binascii.Error as e:
