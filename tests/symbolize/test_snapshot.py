@@ -182,3 +182,27 @@ def test_load_bad_snapshot_one_line(content: bytes, tmp_path: Path) -> None:
 def test_save_into_missing_directory(tmp_path: Path, snapprog: Path) -> None:
     with pytest.raises(UfenceError, match="does not exist"):
         save_snapshot(_fake_snapshot(snapprog), tmp_path / "nodir" / "s.json")
+
+
+def test_snapshot_of_a_collected_kernel_tree(tmp_path: Path, ufence: Run) -> None:
+    """`ufence snapshot kernel --root DIR`: kernel frames (names, no files) saved as they are."""
+    fixtures = Path(__file__).resolve().parent.parent / "kernel" / "fixtures"
+    objects, stats = fixtures / "objects-after-excerpt.txt", fixtures / "stats-after-6-bugs.txt"
+    if not (objects.exists() and stats.exists()):
+        pytest.skip("kernel fixtures not present")
+    tree = tmp_path / "tree"
+    (tree / "sys/module/kfence/parameters").mkdir(parents=True)
+    (tree / "sys/kernel/debug/kfence").mkdir(parents=True)
+    (tree / "sys/module/kfence/parameters/sample_interval").write_text("100\n")
+    (tree / "sys/kernel/debug/kfence/objects").write_text(objects.read_text())
+    (tree / "sys/kernel/debug/kfence/stats").write_text(stats.read_text())
+    out = tmp_path / "k.json"
+    r = ufence("snapshot", "kernel", "--root", str(tree), "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    saved = load_snapshot(out)
+    from ufence.backends.kernel import KernelBackend
+
+    direct = KernelBackend(root=str(tree)).snapshot()
+    assert saved.source == "kernel" and saved.target == "kernel"
+    assert [o.to_dict() for o in saved.objects] == [o.to_dict() for o in direct.objects]
+    assert any(f.function for o in saved.objects if o.alloc for f in o.alloc.frames)
