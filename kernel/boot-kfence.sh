@@ -38,7 +38,7 @@ usage() { echo "usage: $0 OUTDIR [--append 'KERNEL ARGS']..." >&2; exit 2; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
-OUTDIR= APPEND=
+OUTDIR='' APPEND=''
 while [ $# -gt 0 ]; do
     case $1 in
     --append) [ $# -ge 2 ] || usage; APPEND="$APPEND $2"; shift 2 ;;
@@ -99,9 +99,12 @@ if [ -z "$KVER" ]; then
         KVER=$(resolve_version)
     fi
     if [ -z "$KVER" ]; then   # offline: reuse the one cached kernel, if there is exactly one
-        cached=$(cd "$CACHE" && ls -d root-*+deb*-"$FLAVOUR" 2>/dev/null | grep -v "cloud-$FLAVOUR" || true)
-        [ "$(echo "$cached" | grep -c .)" = 1 ] || die "cannot resolve $META (no apt lists?) and no single cached kernel"
-        KVER=${cached#root-}; KVER=${KVER%-"$FLAVOUR"}
+        cached=()
+        for d in "$CACHE"/root-*+deb*-"$FLAVOUR"; do
+            case $d in *-cloud-"$FLAVOUR") ;; *) [ -e "$d/.complete" ] && cached+=("${d##*/}") ;; esac
+        done
+        [ ${#cached[@]} = 1 ] || die "cannot resolve $META (no apt lists?) and no single cached kernel"
+        KVER=${cached[0]#root-}; KVER=${KVER%-"$FLAVOUR"}
     fi
 fi
 KREL=$KVER-$FLAVOUR
@@ -116,7 +119,7 @@ if [ ${#need[@]} -gt 0 ]; then
     dl=$(mktemp -d "$CACHE/debs.XXXXXX")
     # downloads land in a scratch dir and move in whole: a cut download is never reused
     if ! (cd "$dl" && timeout 600 apt-get download "${need[@]}" >/dev/null 2>&1); then
-        [ "$(id -u)" = 0 ] && timeout 300 apt-get update >/dev/null 2>&1 || true
+        if [ "$(id -u)" = 0 ]; then timeout 300 apt-get update >/dev/null 2>&1 || true; fi
         (cd "$dl" && timeout 600 apt-get download "${need[@]}" >/dev/null) || { rm -rf "$dl"; die "apt-get download ${need[*]} failed"; }
     fi
     mv "$dl"/*.deb "$CACHE/debs/" && rmdir "$dl"
@@ -136,7 +139,7 @@ if [ ! -e "$ROOT/.complete" ]; then
 fi
 VMLINUZ=$ROOT/boot/vmlinuz-$KREL
 HDRS=$ROOT/usr/src/linux-headers-$KREL
-[ -f "$VMLINUZ" ] && [ -d "$HDRS" ] || die "cache $ROOT is incomplete; delete it"
+if [ ! -f "$VMLINUZ" ] || [ ! -d "$HDRS" ]; then die "cache $ROOT is incomplete; delete it"; fi
 T_EXTRACT=$(elapsed "$T0")
 
 # --- the test module, cached by source and kernel --------------------------------

@@ -48,8 +48,9 @@ val() {
 capture() {
     dirs="$1$P $1$D"
     for c in $CACHES; do dirs="$dirs $1$SLAB/$c"; done
+    # shellcheck disable=SC2086 # one word per directory
     mkdir -p $dirs
-    for f in $P/*; do val "$f" > "$1$f"; done
+    for f in "$P"/*; do val "$f" > "$1$f"; done
     if [ -d $D ]; then
         cat $D/stats > "$1$D/stats"
         [ "$2" = objects ] && cat $D/objects > "$1$D/objects"
@@ -57,8 +58,8 @@ capture() {
         rmdir "$1$D"
     fi
     for c in $CACHES; do
-        if [ -e $SLAB/$c/skip_kfence ]; then
-            val $SLAB/$c/skip_kfence > "$1$SLAB/$c/skip_kfence"
+        if [ -e "$SLAB/$c/skip_kfence" ]; then
+            val "$SLAB/$c/skip_kfence" > "$1$SLAB/$c/skip_kfence"
         else
             rmdir "$1$SLAB/$c"
         fi
@@ -67,15 +68,15 @@ capture() {
 
 # stage NAME [objects]: a before/after copy under states/NAME
 stage() {
-    capture $OUT/states/$1 $2
+    capture "$OUT/states/$1" "$2"
     if [ -d $D ]; then dbg=present; else dbg=absent; fi
     log "stage $1: sample_interval=$(val $P/sample_interval) debugfs-kfence=$dbg"
 }
 
 # setp FILE VALUE: write as ufence would; log exit status and the value read back
 setp() {
-    echo "$2" > "$1"
-    rc=$?
+    # shellcheck disable=SC2320 # echo's status is the write's: that is what we log
+    if echo "$2" > "$1"; then rc=0; else rc=$?; fi
     log "write $1 = $2: rc=$rc, reads $(val "$1")"
 }
 
