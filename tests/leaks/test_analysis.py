@@ -68,6 +68,8 @@ def test_rank_by_count_and_bytes() -> None:
     (["kmalloc_trace_noprof", "__kmalloc_cache_noprof", "kq_leak", "do_one_initcall"], "kq_leak"),
     (["kmem_cache_alloc_noprof", "__d_alloc", "d_alloc"], "__d_alloc"),
     (["strdup", "parse_name"], "parse_name"),
+    (["PyObject_Malloc", "_PyObject_GC_Alloc", "list_append"], "list_append"),
+    (["__rust_alloc", "alloc::raw_vec::finish_grow", "app::run"], "app::run"),
     (["malloc"], "malloc"),  # nothing but the allocator: name it anyway
 ])
 def test_group_names_skip_allocator_frames(frames: list[str], name: str) -> None:

@@ -12,7 +12,8 @@ import re
 
 from ufence.model import Frame
 
-# Allocation entry points and allocator internals, user space and kernel.
+# Allocation entry points and allocator internals: libc, C++, the engine, the
+# Python/Rust/GLib runtimes' malloc wrappers, and the kernel's slab allocators.
 _ALLOC_FUNCS = re.compile(
     r"""^(?:
         malloc|calloc|realloc|reallocarray|free|memalign|posix_memalign|aligned_alloc|valloc|pvalloc
@@ -24,6 +25,9 @@ _ALLOC_FUNCS = re.compile(
       | slab_alloc\w*|__slab_alloc\w*|___slab_alloc\w*|alloc_slab\w*|kfence_\w*|__kfence_\w*
       | kstrn?dup\w*|kmemdup\w*|devm_kmalloc\w*|devm_kzalloc\w*
       | ufence_\w*|uf_\w*|__interceptor_\w*
+      | PyMem_\w*|PyObject_(?:Malloc|Calloc|Realloc)|_PyObject_\w*[Aa]lloc\w*|_PyMem_\w*|pymalloc_\w*
+      | __rust_alloc\w*|__rust_realloc|__rdl_\w*|__rg_\w*|alloc::\S+|<alloc::\S+
+      | g_malloc\w*|g_realloc\w*|g_slice_alloc\w*|g_new\w*|xmalloc|xcalloc|xrealloc|xstrdup
     )$""",
     re.X,
 )
