@@ -143,7 +143,11 @@ def check_one_report(run: Run, exe: Path, e: Expect) -> tuple[TextReport, Report
     assert t.report_path is not None and Path(t.report_path) == run.json_paths[0], \
         f"Report: line {t.report_path!r} vs {run.json_paths}"
 
-    # --- JSON
+    # --- JSON: private files in a private directory (docs/design.md)
+    st = run.json_paths[0].stat()
+    assert st.st_mode & 0o777 == 0o600, f"report file mode {st.st_mode & 0o777:o}"
+    assert run.report_dir.stat().st_mode & 0o777 == 0o700, f"report dir mode {run.report_dir.stat().st_mode:o}"
+    assert run.json_paths[0].name == f"{pid}-1.json", run.json_paths[0].name
     assert j.source == "process"
     assert j.bug is BugType(e.bug), f"JSON bug {j.bug}, want {e.bug}"
     assert j.access == e.access, f"JSON access {j.access}, want {e.access}"

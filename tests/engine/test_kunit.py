@@ -57,6 +57,8 @@ CASES = [
          quiet_before="checkpoint: free"),
     Case("corruption_right", _corrupt("test_corruption_right", -1, 32, (0x42,)),
          quiet_before="checkpoint: free"),
+    Case("corruption_both", _corrupt("test_corruption_both_sides", -1, 24, (0x42,)),
+         quiet_before="checkpoint: free", args=("--align", "default")),
     Case("aligned_oob_read", _oob("test_aligned_oob_read", "read", 73 + 16, "right", 73),
          quiet_before="checkpoint: past alignment gap", args=("--align", "default")),
     Case("aligned_oob_write", _corrupt("test_aligned_oob_write", 73, 73, (0x42,) + (None,) * 6),

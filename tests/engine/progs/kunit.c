@@ -148,6 +148,17 @@ __attribute__((noinline)) void test_corruption_right(void)
 	free(buf);
 }
 
+/* Both canaries of one object corrupted: still one report per object, the left side first (as KFENCE checks). */
+__attribute__((noinline)) void test_corruption_both_sides(void)
+{
+	char *buf = test_alloc(24, RIGHT, 0); /* default 16-byte alignment leaves an 8-byte gap on the right */
+	show("buf", buf, 24);
+	buf[-1] = 0x42;
+	buf[24] = 0x43;
+	checkpoint("free");
+	free(buf);
+}
+
 /* KUnit test_kmalloc_aligned_oob_read: size 73 ends in a 16-byte alignment gap. */
 __attribute__((noinline)) void test_aligned_oob_read(void)
 {
@@ -371,6 +382,7 @@ static const struct test_case cases[] = {
 	{"invalid_free", test_invalid_addr_free},
 	{"corruption_left", test_corruption_left},
 	{"corruption_right", test_corruption_right},
+	{"corruption_both", test_corruption_both_sides},
 	{"aligned_oob_read", test_aligned_oob_read},
 	{"aligned_oob_write", test_aligned_oob_write},
 	{"oob_read_right_odd", test_out_of_bounds_read_right_odd},
