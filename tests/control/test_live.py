@@ -23,7 +23,8 @@ def _grows(cli: Cli, pid: int, window: float = 0.4) -> int:
     return _allocs(cli, pid) - a
 
 
-def test_switch_off_sample_full_off_full(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
+def test_switch_off_sample_full_off_full(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
     t = launch(progs["loop"], "64", "500", flags=("--mode", "off"))
     pid = t.pid
     st = cli.stats(pid)
@@ -66,6 +67,18 @@ def test_switch_off_sample_full_off_full(cli: Cli, launch: Callable[..., Target]
     assert t.alive(), "fault=report: the program goes on after the report"
     assert "BUG: UFENCE:" in t.stderr()
     assert len(cli.ok("objects", str(pid), "--no-symbolize").split("-" * 33 + "\n")) > 32
+    # the backend finds the same report, and a snapshot carries objects, settings, modules and meta
+    monkeypatch.setenv("UFENCE_RUN_DIR", str(t.run_dir))
+    b = ProcessBackend(pid)
+    reps = list(b.reports())
+    assert any(r.bug.value == rep["bug"] and r.pid == pid for r in reps)
+    snap = b.snapshot()
+    assert snap.meta["pid"] == pid and snap.meta["alive"] and snap.sampling["mode"] == "full"
+    assert snap.settings["sample_interval"] == "-1" and len(snap.objects) >= 32
+    assert any(m["path"].endswith("control-loop") and m["build_id"] for m in snap.modules)
+    assert any(f.module and f.module.endswith("control-loop") for o in snap.objects if o.alloc
+               for f in o.alloc.frames)
+    b.close()
 
 
 def test_change_is_acknowledged_within_100ms(launch: Callable[..., Target], progs: dict[str, Path],

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from controllib import Cli, Target, ufence_argv
+from controllib import Cli, Target, one_line_error, ufence_argv
 
 
 def test_ps_lists_and_prunes_killed(cli: Cli, launch: Callable[..., Target], progs: dict[str, Path]) -> None:
@@ -27,6 +27,7 @@ def test_ps_lists_and_prunes_killed(cli: Cli, launch: Callable[..., Target], pro
     assert b.shm.exists(), "a killed process's state stays readable until pruned"
     st = cli.stats(b.pid)  # post-mortem read works
     assert st["mode"] == "off"
+    assert "has exited" in one_line_error(cli("set", str(b.pid), "sample_interval=-1"))
     rows = {r["pid"]: r for r in json.loads(cli.ok("ps", "--json"))}
     assert rows[b.pid]["alive"] is False and rows[a.pid]["alive"] is True
     out = json.loads(cli.ok("ps", "--prune", "--json"))
