@@ -179,9 +179,11 @@ class ProcessBackend:
         # the engine uses now can hold objects (shrinking takes free slots only).
         count = max(self.counters().get("pool_slots", 0), _int(self.settings().get("num_objects")))
         count = min(count or h.slots_capacity, h.slots_capacity)
-        now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
         cache: dict[int, list[Frame]] = {}
         for i, s in self.shm.slots(h, count):
+            # ages as of the moment this slot was read: a long read of a busy pool
+            # meets objects younger than the start of the read
+            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
             if s is None:
                 continue  # changed under us every time we looked: skip it, as KFENCE does not lock
             state = _STATE.get(s.state)
