@@ -96,7 +96,7 @@ def _parse_child(path: str) -> None:
 
     t0, c0 = time.perf_counter(), time.process_time()
     n = frames = 0
-    with open(path, encoding="utf-8", errors="replace") as fp:
+    with open(path, "rb") as fp:  # as KernelBackend.objects() opens it
         for obj in iter_objects(fp, path):
             n += 1
             if obj.alloc:

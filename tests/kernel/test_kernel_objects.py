@@ -119,6 +119,17 @@ def test_streams_across_chunk_boundaries(monkeypatch: pytest.MonkeyPatch) -> Non
         assert [o.to_dict() for o in iter_objects(io.StringIO(text))] == want
 
 
+def test_binary_mode_crlf_and_cut_utf8(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Binary files decode chunk by chunk (a UTF-8 sequence may straddle chunks); CRLF copies parse."""
+    text = fixture_text("objects-nohash-excerpt.txt").replace("cache=cred", "cache=cr\u00e9d")
+    want = [o.to_dict() for o in parse_objects_text(text)]
+    assert any(o["cache"] == "cr\u00e9d" for o in want)
+    for chunk in (5, 4096):
+        monkeypatch.setattr(objects_parse, "_CHUNK", chunk)
+        assert [o.to_dict() for o in iter_objects(io.BytesIO(text.encode()))] == want
+        assert [o.to_dict() for o in iter_objects(io.BytesIO(text.replace("\n", "\r\n").encode()))] == want
+
+
 def test_shared_stack_frames_parsed_once() -> None:
     objs = parse_objects_text(fixture_text("objects-after-excerpt.txt"))
     by_text: dict[tuple[str, ...], list] = {}

@@ -21,6 +21,7 @@ with memory bounded by the chunk size and a capped cache of stack texts
 
 from __future__ import annotations
 
+import codecs
 import re
 from collections.abc import Callable, Iterator
 from typing import IO
@@ -283,23 +284,33 @@ def _build(m: re.Match[str], ints: _Ints, stacks: dict[str, list[Frame]], frames
     return obj
 
 
-def iter_objects(fp: IO[str], name: str = "objects") -> Iterator[Object]:
-    """Stream every slot of an objects file opened in text mode.
+def iter_objects(fp: IO[str] | IO[bytes], name: str = "objects") -> Iterator[Object]:
+    """Stream every slot of an objects file (text or binary mode).
 
+    Binary is faster: chunks are decoded here without TextIOWrapper's
+    newline translation (CRLF copies are still accepted).
     Errors name the file and line: ``UfenceError("objects:812: ...")``.
     Leading ``#`` comment lines (saved excerpts) are skipped.
     """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     cache = _StackCache()
     ints = _Ints()
     buf = ""
     line_no = 1  # line number where ``buf`` starts
     at_start = True
-    eof = False
+    eof = cr = False
     while not eof:
-        data = fp.read(_CHUNK)
-        if not data:
+        raw = fp.read(_CHUNK)
+        data = decoder.decode(raw, final=not raw) if isinstance(raw, bytes) else raw
+        if cr:
+            data, cr = "\r" + data, False
+        if "\r" in data:
+            if raw and data.endswith("\r"):  # its "\n" may start the next chunk
+                data, cr = data[:-1], True
+            data = data.replace("\r\n", "\n")
+        if not raw:
             eof = True
-            block, buf = buf, ""
+            block, buf = buf + data, ""  # data: what the decoder still held (a cut UTF-8 sequence)
             if block and not block.endswith("\n"):
                 block += "\n"
         else:
