@@ -180,3 +180,15 @@ def test_ps_and_prune_detect_pid_reuse(run_dir: Path, cli: Cli) -> None:
 
 def test_layout_struct_sizes_are_what_the_fake_uses() -> None:
     assert ctypes.sizeof(L.Slot) == 64 and ctypes.sizeof(L.Setting) == 256
+
+
+def test_wrong_owner_refused(run_dir: Path, cli: Cli) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give files away")
+    p = _write(run_dir, fakeshm.build(PID))
+    os.chown(p, 65534, 65534)
+    assert "owned by uid 65534" in one_line_error(cli("stats", str(PID)))
+    os.chown(p, 0, 0)
+    os.chown(run_dir, 65534, 65534)
+    assert "owned by uid 65534" in one_line_error(cli("stats", str(PID)))
+    os.chown(run_dir, 0, 0)
