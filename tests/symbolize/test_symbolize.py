@@ -121,7 +121,7 @@ def test_binary_found_in_search_dir_by_name_and_build_id(progs: Progs, tmp_path:
         assert f.function is None
         assert any("is not on this machine" in n for n in s.notices())
         s.search_dirs = [str(progs.dbg.parent)]
-        g = Frame(pc=1, module=f"/elsewhere/{progs.dbg.name}", offset=start, build_id=progs.build_id)
+        g = Frame(pc=1, module=f"/no/such/dir/{progs.dbg.name}", offset=start, build_id=progs.build_id)
         s.symbolize([g], exact=[g])
         assert physical(g).function == "compute" and g.file is not None
     finally:

@@ -24,7 +24,8 @@ innermost source function at the pc and its line; ``inlined`` = the callers
 it was inlined into, innermost first, each with its own file:line, the last
 being the physical function. ``function_offset``/``function_size`` belong
 to the symbol containing the pc (``func+0xoff/0xsize``) and sit on the entry
-that names it: the frame itself when nothing was inlined.
+that names it: the frame itself when nothing was inlined. Frames at the same
+pc share one ``inlined`` list (read it, do not append to it).
 
 Settings: ``UFENCE_SYMBOLIZER`` = llvm-symbolizer | addr2line | none | path;
 ``UFENCE_DEBUG_ROOT`` = colon list of debug roots (default /usr/lib/debug);

@@ -29,6 +29,7 @@ import os
 import threading
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ufence.model import Frame
 from ufence.symbolize import elf, modules, servers
@@ -44,13 +45,24 @@ class Symbolizer:
     def __init__(self, tool: str | None = None) -> None:
         self.tool_name, self.backend = _make_backend(tool)
         self.demangler = servers.Demangler()
-        self.search_dirs: list[str] = []
+        self._search_dirs: list[str] = []
         self._modules: dict[tuple[str, str | None], modules.Module] = {}
         self._cache: dict[tuple[str, int], Result] = {}
         self._demangled: dict[str, str] = {}
+        self._patches: dict[tuple[Any, ...], dict[str, Any]] = {}
         self._notices: dict[str, None] = {}  # ordered set
         self._lock = threading.Lock()
         self.queries = 0  # addresses sent to the tool (not answered from cache)
+
+    @property
+    def search_dirs(self) -> list[str]:
+        return list(self._search_dirs)
+
+    @search_dirs.setter
+    def search_dirs(self, dirs: list[str]) -> None:
+        """Extra directories to find binaries in by file name; modules are looked up again."""
+        self._search_dirs = list(dirs)
+        self._modules.clear()
 
     def close(self) -> None:
         if self.backend is not None:
@@ -81,19 +93,26 @@ class Symbolizer:
                 look = f.offset if (id(f) in exact_ids or f.offset == 0) else f.offset - 1
                 work.append((f, mod, look))
             local = self._fill_cache(work)
-            self._demangle_symbols(work, local)
+            self._demangle_symbols(local)
             for f, mod, look in work:
-                res = local.get((mod.cache_key, look)) or self._cache.get((mod.cache_key, look))
+                k = (mod.cache_key, look)
+                res = self._cache.get(k)
                 if res is not None:
-                    self._apply(f, mod, res)
+                    self._apply(f, mod, look, res, memo=True)
+                elif (res := local.get(k)) is not None:
+                    self._apply(f, mod, look, res, memo=False)  # degraded (tool failed): not remembered
 
     def _module(self, path: str, build_id: str | None) -> modules.Module:
-        key = (path, build_id.lower() if build_id else None)
-        mod = self._modules.get(key)
+        mod = self._modules.get((path, build_id))
         if mod is None:
-            mod = self._modules[key] = modules.resolve(path, build_id, self.search_dirs)
-        for n in mod.notices:
-            self._notice(n)
+            key = (path, build_id.lower() if build_id else None)
+            mod = self._modules.get(key)
+            if mod is None:
+                mod = modules.resolve(path, build_id, self._search_dirs)
+            self._modules[key] = self._modules[(path, build_id)] = mod
+        if mod.notices:
+            for n in mod.notices:
+                self._notice(n)
         return mod
 
     def _fill_cache(self, work: list[tuple[Frame, modules.Module, int]]) -> dict[tuple[str, int], Result]:
@@ -131,27 +150,44 @@ class Symbolizer:
                     self._cache[(mod.cache_key, look)] = res
         return local
 
-    def _demangle_symbols(self, work: list[tuple[Frame, modules.Module, int]],
-                          local: dict[tuple[str, int], Result]) -> None:
+    def _demangle_symbols(self, local: dict[tuple[str, int], Result]) -> None:
+        """Demangle the symbol-table names of this call's new results (old ones already are)."""
         names: dict[str, None] = {}
-        for _f, mod, look in work:
-            res = local.get((mod.cache_key, look)) or self._cache.get((mod.cache_key, look))
-            if res and res.symbol and res.symbol.name.startswith("_Z") and res.symbol.name not in self._demangled:
-                names.setdefault(res.symbol.name, None)
+        for res in local.values():
+            sym = res.symbol
+            if sym is not None and sym.name.startswith("_Z") and sym.name not in self._demangled:
+                names.setdefault(sym.name, None)
         if names:
             todo = list(names)
             for a, b in zip(todo, self.demangler.demangle(todo), strict=True):
                 self._demangled[a] = b
 
-    def _apply(self, f: Frame, mod: modules.Module, res: Result) -> None:
+    def _apply(self, f: Frame, mod: modules.Module, look: int, res: Result, memo: bool) -> None:
+        """Set the frame's fields from ``res``; the same pc of the same module gets the same
+        patch, computed once (the ``inlined`` list is then shared by those frames)."""
+        key = (mod.cache_key, look, f.offset, f.module)
+        patch = self._patches.get(key) if memo else None
+        if patch is None:
+            patch = self._patch(f, mod, res)
+            if memo:
+                if len(self._patches) > 1_000_000:
+                    self._patches.clear()
+                self._patches[key] = patch
+        f.__dict__.update(patch)
+        if f.build_id is None and mod.build_id:
+            f.build_id = mod.build_id
+
+    def _patch(self, f: Frame, mod: modules.Module, res: Result) -> dict[str, Any]:
         assert f.offset is not None
+        out: dict[str, Any] = {}
         sym = res.symbol
         symname = self._demangled.get(sym.name, sym.name) if sym else None
+        off = size = None
         if sym is not None:
-            f.function_offset = f.offset - sym.start
-            f.function_size = sym.size or None
-        elif res.locs:
-            f.function_offset = f.function_size = None  # not ours to keep: they described another name
+            off, size = f.offset - sym.start, sym.size or None
+        if sym is not None or res.locs:
+            # offsets not ours to keep when a symbol was not found: they described another name
+            out["function_offset"], out["function_size"] = off, size
         if res.locs:
             outer = res.locs[-1].function
             # keep the symbol's name when it is a compiler clone of the DWARF function
@@ -163,16 +199,16 @@ class Symbolizer:
             chain[-1].function = outer or chain[-1].function
             if len(chain) > 1:
                 # the symbol's offset/size move to the physical function's entry
-                chain[-1].function_offset, chain[-1].function_size = f.function_offset, f.function_size
-                f.function_offset = f.function_size = None
+                chain[-1].function_offset, chain[-1].function_size = off, size
+                out["function_offset"] = out["function_size"] = None
             inner = chain[0]
-            f.function = inner.function or f.function
-            f.file, f.line, f.column = inner.file, inner.line, inner.column
-            f.inlined = chain[1:]
+            if inner.function:
+                out["function"] = inner.function
+            out["file"], out["line"], out["column"] = inner.file, inner.line, inner.column
+            out["inlined"] = chain[1:]
         elif symname:
-            f.function = symname
-        if f.build_id is None and mod.build_id:
-            f.build_id = mod.build_id
+            out["function"] = symname
+        return out
 
 
 class _Backend:

@@ -12,6 +12,7 @@ name (``ufence report --search DIR``) come from ``search_dirs``.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -39,8 +40,8 @@ class Module:
     def usable(self) -> bool:
         return self.symbols is not None or self.dwarf is not None
 
-    @property
-    def cache_key(self) -> str:
+    @functools.cached_property
+    def cache_key(self) -> str:  # computed once, after resolve() filled the module in
         # same build id = same code, whichever file it came from; but a copy without
         # debug info must not borrow lines it cannot give (its notice says so)
         kind = "dwarf" if self.dwarf else "syms"
