@@ -69,6 +69,14 @@ def test_return_address_names_the_call_line(progs: Progs, symbolizer: Symbolizer
     assert physical(f).function == "main"
     assert [f, *f.inlined][0].line == marker_line("ra_call")
     assert physical(f).function_offset == ra - bias - nm_functions(progs.dbg)["main"][0]
+    # the same offset as an exact pc is a different lookup, also after the cached one
+    g = Frame(pc=ra, module=str(progs.dbg), offset=ra - bias)
+    symbolizer.symbolize([g], exact=[g])
+    fresh = CoreSymbolizer(tool=symbolizer.tool_name)
+    h = Frame(pc=ra, module=str(progs.dbg), offset=ra - bias)
+    fresh.symbolize([h], exact=[h])
+    fresh.close()
+    assert g.to_dict() == h.to_dict()
 
 
 def test_stripped_binary_uses_dynsym_and_says_no_debug_info(progs: Progs, symbolizer: Symbolizer) -> None:
