@@ -25,6 +25,7 @@ class Context:
     quick: bool
     ncpu: int
     runs: int = 0
+    hung: set[str] = field(default_factory=set)  # "workload/config" that once ignored SIGTERM
     _seq: int = field(default=0, repr=False)
 
     def base_env(self) -> dict[str, str]:
@@ -71,6 +72,12 @@ class Context:
             cmd += ["env", f"LD_PRELOAD={preload}"]
         return [*cmd, *cfg.wrapper, *argv], env, rundir, reports
 
+    def grace(self, key: str) -> float:
+        """Seconds a server gets to exit after SIGTERM; short once it has hung before."""
+        if key in self.hung:
+            return 3.0
+        return 15.0 if self.quick else 20.0
+
     def pin(self, cpus: str) -> list[str]:
         """taskset prefix, or nothing on a one-CPU machine / without taskset."""
         if self.ncpu < 2 or not shutil.which("taskset"):
@@ -100,6 +107,16 @@ def false_bug(stderr: str, reports: Path) -> str | None:
     if found:
         return f"report file {found[0].name}"
     return None
+
+
+def proc_cpu(pid: int) -> float | None:
+    """utime + stime of a live process (all its threads), seconds."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def proc_memory(pid: int) -> dict[str, float]:

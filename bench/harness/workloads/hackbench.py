@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import resource
 import shutil
 
 from harness import proc
@@ -18,13 +19,16 @@ KNOWN = {("scudo", "threads"), ("scudo-gwp-1000", "threads"), ("scudo-gwp-100", 
 class Hackbench(Workload):
     name = "hackbench"
     what = "hackbench -g G -l L [-T]: groups of 20 senders x 20 receivers over sockets"
-    metrics = [Metric("seconds", "s (lower is better)", False, main=True)]
+    metrics = [
+        Metric("seconds", "s (lower is better)", False, main=True),
+        Metric("cpu_seconds", "CPU s, all tasks", False),
+    ]
 
     def missing(self) -> str | None:
         return None if shutil.which("hackbench") else "hackbench (rt-tests) not installed"
 
     def cases(self, quick: bool) -> list[Case]:
-        g, loops = (2, 50) if quick else (8, 500)
+        g, loops = (2, 50) if quick else (8, 200)
         skip = NO_VALGRIND
         return [
             Case("processes", f"{g} groups, {loops} loops, processes", {"g": g, "l": loops, "T": False},
@@ -42,7 +46,10 @@ class Hackbench(Workload):
         if case.params["T"]:
             cmd.append("-T")
         argv, env, _rundir, reports = ctx.launch(cfg, case.pool, cmd)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         r = proc.run(argv, env=env, timeout=60 if ctx.quick else 180)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         bug = false_bug(r.stderr + r.stdout, reports) if cfg.kind == "ufence" else None
         if bug:
             return Outcome("false-bug", message=bug)
@@ -50,7 +57,7 @@ class Hackbench(Workload):
         if r.rc != 0 or not m:
             msg = tail(r.stdout + r.stderr)
             return Outcome(classify(r.rc, r.timed_out), message=msg, expected=(cfg.name, case.name) in KNOWN)
-        return Outcome(OK, {"seconds": float(m.group(1))})
+        return Outcome(OK, {"seconds": float(m.group(1)), "cpu_seconds": cpu})
 
 
 WORKLOAD = Hackbench()

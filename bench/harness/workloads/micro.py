@@ -20,6 +20,7 @@ class Micro(Workload):
     what = "bench/micro/alloc.c: replace random live objects (free + malloc 8 B..4 KiB, log-uniform)"
     metrics = [
         Metric("allocs_per_sec", "malloc+free pairs/s", True, main=True),
+        Metric("cpu_ns_per_pair", "CPU ns per malloc+free", False),
         Metric("fill_allocs_per_sec", "mallocs/s while filling", True),
         Metric("max_rss_mib", "MiB peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
@@ -28,7 +29,7 @@ class Micro(Workload):
     ]
 
     def cases(self, quick: bool) -> list[Case]:
-        secs = 0.25 if quick else 1.5
+        secs = 0.25 if quick else 1.0
         if quick:
             return [
                 Case("t1-live1k", "1 thread, 1,000 live", {"threads": 1, "live": 1000, "secs": secs}, 4096),
@@ -82,6 +83,8 @@ class Micro(Workload):
             "fill_allocs_per_sec": float(data["fill_allocs_per_sec"]),
             "max_rss_mib": data["max_rss_kib"] / 1024,
         }
+        if data["pairs"]:
+            m["cpu_ns_per_pair"] = 1e9 * data["steady_cpu_seconds"] / data["pairs"]
         extra: dict[str, object] = {}
         stats = ctx.shm_stats(snap) if cfg.kind == "ufence" else None
         if stats:

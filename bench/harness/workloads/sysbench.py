@@ -16,7 +16,7 @@ from pathlib import Path
 
 from harness import net, proc
 from harness.configs import Config
-from harness.context import Context, false_bug
+from harness.context import Context, false_bug, proc_cpu
 from harness.errors import BenchError
 from harness.workloads.base import HUNG, OK, Case, Metric, Outcome, Workload, classify, tail
 from harness.workloads.server import MAP_LIMITED, server_metrics
@@ -30,6 +30,7 @@ class Sysbench(Workload):
     metrics = [
         Metric("tps", "transactions/s", True, main=True),
         Metric("qps", "queries/s", True),
+        Metric("cpu_ms_per_txn", "server CPU ms per transaction", False),
         Metric("lat_avg_ms", "ms mean latency", False),
         Metric("lat_p95_ms", "ms p95 latency", False),
         Metric("rss_mib", "MiB server peak RSS", False),
@@ -53,7 +54,7 @@ class Sysbench(Workload):
         return None
 
     def cases(self, quick: bool) -> list[Case]:
-        secs = 3 if quick else 10
+        secs = 3 if quick else 8
         return [Case("oltp_rw", f"2 threads, {secs} s, 4 tables x 10,000 rows" if not quick else
                      f"2 threads, {secs} s, 1 table x 1,000 rows", {"secs": secs}, 200000, configs=_CONFIGS)]
 
@@ -127,13 +128,17 @@ class Sysbench(Workload):
                 return Outcome("timeout" if timed_out else ("crashed" if rc is not None and rc < 0 else "failed"),
                                message=msg)
             secs = case.params["secs"]
+            cpu0 = proc_cpu(srv.pid)
             r = proc.run(ctx.pin("1") + self._sb(sock, "--threads=2", f"--time={secs}", "--percentile=95",
                                                  "--db-ps-mode=auto", "run"),
                          env=ctx.base_env(), timeout=secs + (60 if ctx.quick else 120))
+            cpu1 = proc_cpu(srv.pid)
             died = not srv.alive()
             m, extra = server_metrics(ctx, cfg, srv.pid, rundir) if not died else ({}, {})
         finally:
-            rc = srv.stop(15 if ctx.quick else 20)
+            rc = srv.stop(ctx.grace(f"sysbench/{cfg.name}"))
+            if srv.killed:
+                ctx.hung.add(f"sysbench/{cfg.name}")
         log = srv.output()
         bug = false_bug(log, reports) if cfg.kind == "ufence" else None
         if bug:
@@ -146,12 +151,21 @@ class Sysbench(Workload):
         if r.rc != 0 or "tps" not in parsed:
             return Outcome(classify(r.rc, r.timed_out), message="sysbench: " + tail(r.stdout + r.stderr, 3))
         if srv.killed:
-            return Outcome(HUNG, m | parsed, message="mariadbd did not exit within 20 s of SIGTERM (killed)",
+            m.update(_cpu_per(cpu0, cpu1, parsed["tps"] * secs, "cpu_ms_per_txn", 1e3))
+            return Outcome(HUNG, m | parsed, message="mariadbd ignored SIGTERM (killed)",
                            extra=extra)
         if rc not in (0, None):
             return Outcome("crashed" if rc < 0 else "failed", message=f"mariadbd exit {rc}: " + tail(log))
         m.update(parsed)
+        m.update(_cpu_per(cpu0, cpu1, parsed["tps"] * secs, "cpu_ms_per_txn", 1e3))
         return Outcome(OK, m, extra=extra)
+
+
+def _cpu_per(cpu0: float | None, cpu1: float | None, ops: float, key: str, scale: float) -> dict[str, float]:
+    """Server CPU time per operation: the cost least disturbed by the neighbours' load."""
+    if cpu0 is None or cpu1 is None or ops <= 0:
+        return {}
+    return {key: scale * (cpu1 - cpu0) / ops}
 
 
 def _parse(out: str) -> dict[str, float]:
