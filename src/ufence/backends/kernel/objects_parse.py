@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import IO
 
 from ufence.backends.kernel.frames import parse_frame
@@ -223,6 +223,8 @@ def _block(block: str, line_no: int, name: str, cache: _StackCache, ints: _Ints,
     pos = 0
     stacks = cache._d
     frames_of = cache.frames
+    # locals, not globals: this loop body runs once per slot, a million times
+    free_hdr, new_track, new_object, to_float = _FREE_HDR, Track, Object, float
     for m in _FAST.finditer(block):
         mstart = m.start()
         if mstart != pos:
@@ -234,54 +236,46 @@ def _block(block: str, line_no: int, name: str, cache: _StackCache, ints: _Ints,
                 continue
             yield from _slow(gap, at, name, cache, False)
         pos = m.end()
+        node, index, s_txt, e_txt, size, cname, tid, cpu, ts, age, rest = m.groups()
+        if node is not None:
+            node = ints[node]
+        if s_txt is None:
+            yield new_object(ints[index], _UNUSED, node=node)
+            continue
+        free = None
+        brk = rest.find("\n\n")
         try:
-            obj = _build(m, ints, stacks, frames_of)
+            if brk >= 0:
+                fm = free_hdr.match(rest, brk + 2)
+                if fm is None:  # odd free-track text: let the record parser judge it
+                    yield from _slow(m.group(0), line_no + block.count("\n", 0, mstart), name, cache, False)
+                    continue
+                fk, ftid, fcpu, fts, fage = fm.groups()
+                fstack = rest[fm.end() :]
+                free = new_track(fk, ints[ftid], ints[fcpu], to_float(fts), None if fage is None else to_float(fage),
+                         (stacks.get(fstack) or frames_of(fstack)) if fstack else [])
+                rest = rest[: brk + 1]
+            alloc = new_track("allocated", ints[tid], ints[cpu], to_float(ts), None if age is None else to_float(age),
+                      (stacks.get(rest) or frames_of(rest)) if rest else [])
         except ValueError as e:  # a frame line the fast regex let through but parse_frame rejects
             raise UfenceError(f"{name}:{line_no + block.count(chr(10), 0, mstart)}: {e}") from None
-        if obj is None:
-            yield from _slow(m.group(0), line_no + block.count("\n", 0, mstart), name, cache, False)
-        else:
-            yield obj
+        nbytes = ints[size]
+        if s_txt[0] == "(":
+            obj = new_object(ints[index], _ALLOCATED, None, None, nbytes, cname, node, False, alloc,
+                             flags=["pointers-hidden"])
+        elif len(s_txt) == 16 and s_txt.startswith("00000000"):  # hashed: end is its own hash
+            obj = new_object(ints[index], _ALLOCATED, int(s_txt, 16), int(e_txt, 16), nbytes, cname, node, True, alloc)
+        else:  # raw address: the kernel prints start..start+size-1
+            start = int(s_txt, 16)
+            obj = new_object(ints[index], _ALLOCATED, start, start + nbytes - 1, nbytes, cname, node, False, alloc)
+        if free is not None:
+            obj.free = free
+            obj.state = _STATE[free.kind]
+        if cname == "<destroyed>":
+            obj.flags.append("cache-destroyed")
+        yield obj
     if pos < len(block):
         yield from _slow(block[pos:], line_no + block.count("\n", 0, pos), name, cache, last)
-
-
-def _build(m: re.Match[str], ints: _Ints, stacks: dict[str, list[Frame]], frames_of: Callable[[str], list[Frame]]
-           ) -> Object | None:
-    """Object from a fast-path match; None if its free track needs the slow parser."""
-    node, index, s_txt, e_txt, size, cname, tid, cpu, ts, age, rest = m.groups()
-    if node is not None:
-        node = ints[node]
-    if s_txt is None:
-        return Object(ints[index], _UNUSED, node=node)
-    free = None
-    brk = rest.find("\n\n")
-    if brk >= 0:
-        fm = _FREE_HDR.match(rest, brk + 2)
-        if fm is None:
-            return None
-        fk, ftid, fcpu, fts, fage = fm.groups()
-        fstack = rest[fm.end() :]
-        free = Track(fk, ints[ftid], ints[fcpu], float(fts), None if fage is None else float(fage),
-                     (stacks.get(fstack) or frames_of(fstack)) if fstack else [])
-        rest = rest[: brk + 1]
-    alloc = Track("allocated", ints[tid], ints[cpu], float(ts), None if age is None else float(age),
-                  (stacks.get(rest) or frames_of(rest)) if rest else [])
-    nbytes = ints[size]
-    if s_txt[0] == "(":
-        obj = Object(ints[index], _ALLOCATED, None, None, nbytes, cname, node, False, alloc,
-                     flags=["pointers-hidden"])
-    elif len(s_txt) == 16 and s_txt.startswith("00000000"):  # hashed: end is its own hash
-        obj = Object(ints[index], _ALLOCATED, int(s_txt, 16), int(e_txt, 16), nbytes, cname, node, True, alloc)
-    else:  # raw address: the kernel prints start..start+size-1
-        start = int(s_txt, 16)
-        obj = Object(ints[index], _ALLOCATED, start, start + nbytes - 1, nbytes, cname, node, False, alloc)
-    if free is not None:
-        obj.free = free
-        obj.state = _STATE[free.kind]
-    if cname == "<destroyed>":
-        obj.flags.append("cache-destroyed")
-    return obj
 
 
 def iter_objects(fp: IO[str] | IO[bytes], name: str = "objects") -> Iterator[Object]:
