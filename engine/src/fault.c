@@ -193,9 +193,12 @@ static int classify_and_report(int sig, siginfo_t *si, void *uc)
 		}
 		return 1;
 	}
-	if (open_meta)
-		__atomic_fetch_or(&open_meta->open, open_bit, __ATOMIC_RELAXED);
 	uf_pool_open_page(page);
+	if (open_meta) {
+		__atomic_fetch_or(&open_meta->open, open_bit, __ATOMIC_RELAXED);
+		__atomic_fetch_or(&open_meta->flags, UF_SLOT_UNPROTECTED, __ATOMIC_RELAXED);
+		uf_shm_slot_publish(b.slot, open_meta);
+	}
 	return 1;
 }
 

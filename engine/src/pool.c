@@ -120,8 +120,42 @@ static void push(uint32_t i)
 	uf_pool.free_tail = i;
 }
 
+#define CHUNK 4096u
+
+/* Slots become usable in chunks, when first needed, so a large num_objects
+ * costs nothing until the program fills the pool. A new chunk goes to the
+ * head of the freelist: never-used slots are taken before freed ones, as
+ * when KFENCE queues every slot at boot. Pool lock held. */
+static int activate_chunk(void)
+{
+	uint32_t lo = uf_pool.initialized, hi = uf_pool.limit;
+	if (hi > lo + CHUNK)
+		hi = lo + CHUNK;
+	if (hi <= lo)
+		return -1;
+	uintptr_t from = lo ? uf_pool.base + (2 * (uintptr_t)lo + 2) * uf_pool.page : uf_pool.base;
+	uintptr_t to = uf_pool.base + (2 * (uintptr_t)hi + 2) * uf_pool.page;
+	if (uf_guard_activate(from, to - from))
+		return -1;
+	for (uint32_t i = lo; i < hi; i++) {
+		struct uf_meta *m = &uf_pool.meta[i];
+		memset(m, 0, sizeof *m);
+		m->next = i + 1 < hi ? i + 1 : uf_pool.free_head;
+		m->inlist = 1;
+	}
+	if (uf_pool.free_head == NONE)
+		uf_pool.free_tail = hi - 1;
+	uf_pool.free_head = lo;
+	uf_pool.active_end = to;
+	__atomic_store_n(&uf_pool.initialized, hi, __ATOMIC_RELEASE);
+	return 0;
+}
+
 static uint32_t pop(void)
 {
+	if (uf_pool.initialized < uf_pool.limit &&
+	    (uf_pool.free_head == NONE || atomic_load(&uf_pool.meta[uf_pool.free_head].state) != UF_SLOT_UNUSED))
+		activate_chunk();
 	while (uf_pool.free_head != NONE) {
 		uint32_t i = uf_pool.free_head;
 		struct uf_meta *m = &uf_pool.meta[i];
@@ -145,26 +179,10 @@ int uf_pool_resize(uint32_t n, char *err, size_t errlen)
 		uf_strlcpy(err, "num_objects: larger than the reserved address space", errlen);
 		return ERANGE;
 	}
-	int rc = 0;
 	uf_pool_lock();
-	if (n > uf_pool.initialized) {
-		uintptr_t from = uf_pool.initialized ? uf_pool.base + (2 * (uintptr_t)uf_pool.initialized + 2) * uf_pool.page
-						     : uf_pool.base;
-		uintptr_t to = uf_pool.base + (2 * (uintptr_t)n + 2) * uf_pool.page;
-		if (uf_guard_activate(from, to - from)) {
-			uf_strlcpy(err, "num_objects: could not install guard pages", errlen);
-			rc = ENOMEM;
-			goto out;
-		}
-		for (uint32_t i = uf_pool.initialized; i < n; i++) {
-			struct uf_meta *m = &uf_pool.meta[i];
-			memset(m, 0, sizeof *m);
-			m->next = NONE;
-		}
-		uf_pool.initialized = n;
-		uf_pool.active_end = to;
-	}
-	for (uint32_t i = uf_pool.limit; i < n; i++) {
+	/* slots retired by an earlier shrink come back */
+	uint32_t upto = n < uf_pool.initialized ? n : uf_pool.initialized;
+	for (uint32_t i = uf_pool.limit; i < upto; i++) {
 		struct uf_meta *m = &uf_pool.meta[i];
 		if (atomic_load(&m->state) != UF_SLOT_ALLOCATED && !m->inlist)
 			push(i);
@@ -172,9 +190,8 @@ int uf_pool_resize(uint32_t n, char *err, size_t errlen)
 	uf_pool.limit = n;
 	uf_stat_set(UF_STAT_pool_slots, n);
 	uf_stat_set(UF_STAT_pool_reserved_bytes, uf_pool.end - uf_pool.base);
-out:
 	uf_pool_unlock();
-	return rc;
+	return 0;
 }
 
 static void fill_canary(uintptr_t from, uintptr_t to)
@@ -426,6 +443,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	if (m->open & UF_OPEN_RIGHT)
 		uf_guard_protect(pg + uf_pool.page, uf_pool.page);
 	m->open = 0;
+	m->flags &= ~UF_SLOT_UNPROTECTED;
 	bloom_add(m->cover_hash, -1);
 	if ((uint32_t)i < uf_pool.limit)
 		push((uint32_t)i);
