@@ -178,3 +178,16 @@ def test_go_tool_pprof_loads_the_profile(full_mode_leaky: Running, ufence: Calla
     rows = {m.group(2): int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s.*?%\s+(leak_site_[ab]) ", top.stdout, re.M)}
     assert rows == {"leak_site_a": 2000, "leak_site_b": 500}, top.stdout
     assert f"leaky.c:{source_line('char *p = malloc(SIZE_A);')}" in top.stdout
+
+
+def test_saved_snapshot_gives_the_same_leaks(full_mode_leaky: Running, ufence: Callable[..., Any],
+                                             tmp_path: Path) -> None:
+    snap = tmp_path / "leaky.snap.json.gz"
+    p = ufence("snapshot", str(full_mode_leaky.pid), "-o", str(snap))
+    assert p.returncode == 0, p.stderr
+    live = leaks_json(ufence, str(full_mode_leaky.pid))
+    saved = leaks_json(ufence, str(snap))
+    assert saved["target"] == str(full_mode_leaky.pid)
+    pick = [(g["name"], g["count"], g["bytes"]) for g in saved["groups"][:2]]
+    assert pick == [(g["name"], g["count"], g["bytes"]) for g in live["groups"][:2]]
+    assert pick == [("leak_site_a", 2000, 48000), ("leak_site_b", 500, 100000)]
