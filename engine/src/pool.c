@@ -297,6 +297,11 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 {
 	if (!uf_pool.ok)
 		return NULL;
+	/* pool full: say so without a stack walk or the lock (racy, harmless) */
+	if (atomic_load_explicit(&uf_pool.live, memory_order_relaxed) >= uf_pool.limit) {
+		uf_stat_add(UF_STAT_skipped_capacity, 1);
+		return NULL;
+	}
 	uintptr_t frames[UF_MAX_FRAMES];
 	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
 	uint32_t ch = cover_hash(frames, n);
