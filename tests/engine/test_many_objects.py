@@ -5,10 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from checks import check_engine_info, check_no_reports
 from enginelib import RunFn
 
 
+@pytest.mark.slow
 def test_more_than_100k_live_guarded_objects(prog: Callable[..., Path], run_ufence: RunFn) -> None:
     """120k live objects, default settings: more than 100k of them guarded at once, no crash."""
     exe = prog("many.c")
@@ -23,6 +25,7 @@ def test_more_than_100k_live_guarded_objects(prog: Callable[..., Path], run_ufen
     check_no_reports(run)
 
 
+@pytest.mark.slow
 def test_full_mode_fills_the_pool(prog: Callable[..., Path], run_ufence: RunFn) -> None:
     """--mode full guards every eligible allocation while the pool lasts: all 120k, one page each.
 
@@ -38,6 +41,7 @@ def test_full_mode_fills_the_pool(prog: Callable[..., Path], run_ufence: RunFn) 
     check_no_reports(run)
 
 
+@pytest.mark.slow
 def test_120k_with_skip_covered_off(prog: Callable[..., Path], run_ufence: RunFn) -> None:
     """With the skip-covered heuristic off, all 120k identical-stack objects are guarded."""
     exe = prog("many.c")

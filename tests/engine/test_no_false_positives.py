@@ -67,6 +67,7 @@ def test_fork_child_bug_reported_with_child_pid(prog: Prog, run_ufence: RunFn) -
     assert all(t.proc is not None and int(t.proc["pid"]) != parent for t in run.text)
 
 
+@pytest.mark.slow
 def test_cxx(prog: Prog, run_ufence: RunFn) -> None:
     exe = prog("cxx_churn.cc", "-std=c++17")
     clean(run_ufence([exe], "--mode", "full"))
