@@ -22,8 +22,8 @@ def test_varint_matches_the_protobuf_spec() -> None:
     assert varint(1) == b"\x01"
     assert varint(300) == b"\xac\x02"
     assert varint(-1) == b"\xff" * 9 + b"\x01"  # int64 -1: ten bytes
-    assert bytes(Message().int(1, 150)) == b"\x08\x96\x01"  # the spec's example
-    assert bytes(Message().string(2, "testing")) == b"\x12\x07testing"
+    assert bytes(Message().num(1, 150)) == b"\x08\x96\x01"  # the spec's example
+    assert bytes(Message().text(2, "testing")) == b"\x12\x07testing"
 
 
 def test_pprof_parses_with_the_official_schema(report: LeakReport) -> None:

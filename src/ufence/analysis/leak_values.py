@@ -30,7 +30,7 @@ class StackValue:
 def plotted_groups(report: LeakReport) -> list[Group]:
     growth = report.growth
     if growth is not None:
-        return [g.group for g in growth.growing]  # type: ignore[attr-defined]
+        return [g.group for g in growth.growing]
     return report.groups
 
 

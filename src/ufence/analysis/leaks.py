@@ -21,10 +21,14 @@ import math
 import operator
 from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ufence.analysis.estimate import Estimate
 from ufence.analysis.naming import frame_label, group_name
 from ufence.model import Frame, Object, ObjectState, Snapshot
+
+if TYPE_CHECKING:
+    from ufence.analysis.growth import GrowthResult
 
 # Why 1 s: bcc's memleak hides allocations younger than 500 ms so that
 # objects in flight (allocated, about to be freed) are not called leaks; we
@@ -87,7 +91,7 @@ class LeakReport:
     totals: Totals
     sort: str = "count"
     meta: dict[str, object] = field(default_factory=dict)
-    growth: object | None = None  # ufence.analysis.growth.GrowthResult when --watch
+    growth: GrowthResult | None = None  # set with --watch
 
 
 def stack_key(frames: list[Frame]) -> tuple[tuple[object, ...], ...]:

@@ -41,7 +41,7 @@ class _Strings:
 
 
 def _value_type(strings: _Strings, typ: str, unit: str) -> Message:
-    return Message().int(1, strings(typ)).int(2, strings(unit))
+    return Message().num(1, strings(typ)).num(2, strings(unit))
 
 
 class _Builder:
@@ -63,7 +63,7 @@ class _Builder:
         if i is None:
             i = self.functions[k] = len(self.functions) + 1
             self.function_msgs.append(
-                Message().int(1, i).int(2, self.s(name)).int(3, self.s(name)).int(4, self.s(file)))
+                Message().num(1, i).num(2, self.s(name)).num(3, self.s(name)).num(4, self.s(file)))
         return i
 
     def mapping(self, f: Frame) -> int:
@@ -87,7 +87,7 @@ class _Builder:
         if i is not None:
             return i
         i = self.locations[k] = len(self.locations) + 1
-        loc = Message().int(1, i).int(2, self.mapping(f)).int(3, f.pc or 0)
+        loc = Message().num(1, i).num(2, self.mapping(f)).num(3, f.pc or 0)
         # profile.proto: the last line is the caller into which the preceding were inlined
         # Unsymbolized frames get no lines, so pprof symbolizes them itself from
         # the mapping's binary (matched by build id) instead of showing a fake name.
@@ -98,7 +98,7 @@ class _Builder:
             m["_lines"] = m.get("_lines", True) and bool(f.line)
         for fr in chain:
             fid = self.function(frame_label(fr), fr.file)
-            loc.message(4, Message().int(1, fid).int(2, fr.line or 0).int(3, fr.column or 0))
+            loc.sub(4, Message().num(1, fid).num(2, fr.line or 0).num(3, fr.column or 0))
         self.location_msgs.append(loc)
         return i
 
@@ -112,15 +112,15 @@ class _Builder:
             base = _num(m.get("base"))
             file_offset = _num(m.get("file_offset")) or (start - base if base is not None and start else 0)
             text = _text_segment(path, m.get("build_id")) if base is not None else None
-            if text is not None:
+            if base is not None and text is not None:
                 # pprof symbolizes by matching a mapping to the executable segment
                 # (as perf and the Go runtime record it): describe that segment
                 vaddr, memsz, offset = text
                 start, end, file_offset = base + (vaddr & ~_PAGE), base + vaddr + memsz, offset & ~_PAGE
-            out.append(Message().int(1, m["id"]).int(2, start).int(3, end).int(4, max(file_offset, 0))
-                       .int(5, self.s(path)).int(6, self.s(m.get("build_id")))
-                       .bool(7, m.get("_funcs", False)).bool(8, m.get("_lines", False))
-                       .bool(9, m.get("_lines", False)).bool(10, m.get("_funcs", False)))
+            out.append(Message().num(1, m["id"]).num(2, start).num(3, end).num(4, max(file_offset, 0))
+                       .num(5, self.s(path)).num(6, self.s(m.get("build_id")))
+                       .flag(7, m.get("_funcs", False)).flag(8, m.get("_lines", False))
+                       .flag(9, m.get("_lines", False)).flag(10, m.get("_funcs", False)))
         return out
 
 
@@ -162,20 +162,20 @@ def encode(report: LeakReport, modules: list[dict[str, Any]] | None = None) -> b
     b = _Builder(modules or [])
     s = b.s
     prof = Message()
-    prof.message(1, _value_type(s, "inuse_objects", "count"))
-    prof.message(1, _value_type(s, "inuse_space", "bytes"))
+    prof.sub(1, _value_type(s, "inuse_objects", "count"))
+    prof.sub(1, _value_type(s, "inuse_space", "bytes"))
     for sv in stack_values(report):
         sample = Message().packed(1, [b.location(f) for f in sv.frames]).packed(2, [sv.count, sv.bytes])
-        sample.message(3, Message().int(1, s("leak")).int(2, s(sv.group.name)))
+        sample.sub(3, Message().num(1, s("leak")).num(2, s(sv.group.name)))
         if sv.group.stack_id is not None:
-            sample.message(3, Message().int(1, s("stack_id")).int(3, sv.group.stack_id))
-        prof.message(2, sample)
+            sample.sub(3, Message().num(1, s("stack_id")).num(3, sv.group.stack_id))
+        prof.sub(2, sample)
     for m in b.mapping_msgs():
-        prof.message(3, m)
+        prof.sub(3, m)
     for loc in b.location_msgs:
-        prof.message(4, loc)
+        prof.sub(4, loc)
     for fn in b.function_msgs:
-        prof.message(5, fn)
+        prof.sub(5, fn)
     # comments and types must be interned before the string table is written
     e = report.estimate
     comments = [s(f"ufence leaks {report.target}: live objects by allocation stack ({value_unit(report)})"),
@@ -183,13 +183,13 @@ def encode(report: LeakReport, modules: list[dict[str, Any]] | None = None) -> b
     period_type = _value_type(s, "space", "bytes")
     default_type = s("inuse_space")
     for text in s.table:
-        prof.string(6, text, always=True)
+        prof.text(6, text, always=True)
     if report.taken_at:
-        prof.int(9, int(report.taken_at * 1e9))
-    prof.message(11, period_type)
-    prof.int(12, int(e.sample_rate or 1) if e.mode == "count" else 1)
+        prof.num(9, int(report.taken_at * 1e9))
+    prof.sub(11, period_type)
+    prof.num(12, int(e.sample_rate or 1) if e.mode == "count" else 1)
     prof.packed(13, comments)
-    prof.int(14, default_type)
+    prof.num(14, default_type)
     return bytes(prof)
 
 

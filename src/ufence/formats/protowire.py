@@ -41,33 +41,33 @@ class Message:
     def __init__(self) -> None:
         self._buf = bytearray()
 
-    def int(self, field: int, v: int | None) -> Message:
+    def num(self, field: int, v: int | None) -> Message:
         """int64 / uint64 / bool scalar."""
         if v:
             self._buf += _tag(field, _VARINT) + varint(int(v))
         return self
 
-    def bool(self, field: int, v: bool) -> Message:
-        return self.int(field, 1 if v else 0)
+    def flag(self, field: int, v: bool) -> Message:
+        return self.num(field, 1 if v else 0)
 
-    def bytes_(self, field: int, v: bytes) -> Message:
-        """Length-delimited; written even when empty when it is a repeated entry (see ``string``)."""
+    def raw(self, field: int, v: bytes) -> Message:
+        """Length-delimited; written even when empty when it is a repeated entry (see ``text``)."""
         self._buf += _tag(field, _LEN) + varint(len(v)) + v
         return self
 
-    def string(self, field: int, v: str, always: bool = False) -> Message:
+    def text(self, field: int, v: str, always: bool = False) -> Message:
         if v or always:
-            self.bytes_(field, v.encode("utf-8", "surrogateescape"))
+            self.raw(field, v.encode("utf-8", "surrogateescape"))
         return self
 
-    def message(self, field: int, m: Message) -> Message:
+    def sub(self, field: int, m: Message) -> Message:
         """Embedded message (written even when empty: presence matters for repeated entries)."""
-        return self.bytes_(field, bytes(m._buf))
+        return self.raw(field, bytes(m._buf))
 
     def packed(self, field: int, values: Iterable[int]) -> Message:
         body = b"".join(varint(int(v)) for v in values)
         if body:
-            self.bytes_(field, body)
+            self.raw(field, body)
         return self
 
     def __bytes__(self) -> bytes:
