@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -36,7 +37,7 @@ class Cli:
         assert r.returncode == 0, f"ufence {' '.join(args)} failed ({r.returncode}): {r.stderr}"
         return r.stdout
 
-    def stats(self, pid: int) -> dict[str, int]:
+    def stats(self, pid: int) -> dict[str, Any]:
         d = json.loads(self.ok("stats", str(pid), "--json"))
         return dict(d["counters"], enabled=int(d["enabled"]), pool_objects=d["pool_objects"] or 0) | {
             "mode": d["mode"]}
