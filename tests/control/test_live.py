@@ -108,7 +108,7 @@ def test_num_objects_grows_in_full_mode(cli: Cli, launch: Callable[..., Target],
     assert cli.ok("get", str(pid), "num_objects") == "512\n"
     assert cli.stats(pid)["pool_objects"] == 512
     assert wait_for(lambda: cli.stats(pid)["currently_allocated"] > 100, 5), "the new slots are used"
-    idx = [o["index"] for o in cli.objects(pid, "allocated")]
+    idx = [int(str(o["index"])) for o in cli.objects(pid, "allocated")]
     assert max(idx) >= 64 and len(idx) > 100
     assert cli.stats(pid)["mode"] == "full"  # no switching off needed (Anolis must)
     cli.ok("set", str(pid), "num_objects=300")  # shrinking takes free slots only
