@@ -152,7 +152,8 @@ class ProcessBackend:
             "guard": L.GUARD_MECHANISMS.get(c.get("guard_mechanism", 0), "none"),
             "pool_resident_bytes": c.get("pool_resident_bytes"),
             "metadata_bytes": c.get("metadata_bytes"),
-            "pool_advice": f"raise num_objects: ufence set {self.pid} num_objects=N",
+            "pool_advice": f"raise num_objects, e.g. ufence set {self.pid} num_objects="
+                           f"{min(2 * max(_int(cfg.get('num_objects')), 1), S.by_name('num_objects').max)}",
         }
         deg = c.get("degraded", 0)
         if deg:
