@@ -22,6 +22,8 @@ from ufence.analysis.naming import frame_label
 from ufence.formats.protowire import Message
 from ufence.model import Frame
 
+KERNEL_MAPPING = "[kernel.kallsyms]"
+
 
 class _Strings:
     """The string table: index 0 is always the empty string."""
@@ -45,13 +47,18 @@ def _value_type(strings: _Strings, typ: str, unit: str) -> Message:
 
 
 class _Builder:
-    def __init__(self, modules: list[dict[str, Any]]) -> None:
+    def __init__(self, modules: list[dict[str, Any]], kernel: bool = False) -> None:
+        # kernel frames name no module for the core kernel: give them one mapping
+        # named as perf does, first, so pprof calls the profile's main binary the kernel
+        self.default_module = KERNEL_MAPPING if kernel else None
         self.s = _Strings()
         self.functions: dict[tuple[str, str], int] = {}
         self.function_msgs: list[Message] = []
         self.locations: dict[tuple[Any, ...], int] = {}
         self.location_msgs: list[Message] = []
         self.mappings: dict[str, dict[str, Any]] = {}
+        if kernel:
+            self.mappings[KERNEL_MAPPING] = {"id": 1, "path": KERNEL_MAPPING}
         for m in modules:
             path = m.get("path") or m.get("name")
             if path:
@@ -67,11 +74,12 @@ class _Builder:
         return i
 
     def mapping(self, f: Frame) -> int:
-        if not f.module:
+        module = f.module or self.default_module
+        if not module:
             return 0
-        m = self.mappings.get(f.module)
+        m = self.mappings.get(module)
         if m is None:
-            m = self.mappings[f.module] = {"id": len(self.mappings) + 1, "path": f.module}
+            m = self.mappings[module] = {"id": len(self.mappings) + 1, "path": module}
         if f.build_id and not m.get("build_id"):
             m["build_id"] = f.build_id
         if f.pc is not None and f.offset is not None:
@@ -92,7 +100,7 @@ class _Builder:
         # Unsymbolized frames get no lines, so pprof symbolizes them itself from
         # the mapping's binary (matched by build id) instead of showing a fake name.
         chain = [f, *f.inlined] if f.function else []
-        m = self.mappings.get(f.module or "")
+        m = self.mappings.get(f.module or self.default_module or "")
         if m is not None:
             m["_funcs"] = m.get("_funcs", True) and bool(f.function)
             m["_lines"] = m.get("_lines", True) and bool(f.line)
@@ -159,7 +167,7 @@ def _num(v: Any) -> int | None:
 
 def encode(report: LeakReport, modules: list[dict[str, Any]] | None = None) -> bytes:
     """The uncompressed Profile message."""
-    b = _Builder(modules or [])
+    b = _Builder(modules or [], kernel=report.source == "kernel")
     s = b.s
     prof = Message()
     prof.sub(1, _value_type(s, "inuse_objects", "count"))
@@ -187,6 +195,8 @@ def encode(report: LeakReport, modules: list[dict[str, Any]] | None = None) -> b
     if report.taken_at:
         prof.num(9, int(report.taken_at * 1e9))
     prof.sub(11, period_type)
+    if report.growth is not None and report.growth.times:
+        prof.num(10, int(report.growth.times[-1] * 1e9))  # the --watch window
     prof.num(12, int(e.sample_rate or 1) if e.mode == "count" else 1)
     prof.packed(13, comments)
     prof.num(14, default_type)
