@@ -9,20 +9,20 @@ is documented in ``docs/schema.md`` and versioned by ``SCHEMA_VERSION``.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 SCHEMA_VERSION = 1
 
 
-class ObjectState(str, Enum):
+class ObjectState(StrEnum):
     UNUSED = "unused"
     ALLOCATED = "allocated"
     FREED = "freed"
     RCU_FREEING = "rcu freeing"
 
 
-class BugType(str, Enum):
+class BugType(StrEnum):
     OUT_OF_BOUNDS = "out-of-bounds"
     USE_AFTER_FREE = "use-after-free"
     MEMORY_CORRUPTION = "memory corruption"

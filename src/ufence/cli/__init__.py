@@ -16,6 +16,7 @@ UFENCE_DEBUG=1 for the traceback), so users never see a Python traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import pkgutil
@@ -43,13 +44,34 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
         mod.register(p)
-        p.set_defaults(_run=mod.run)
+        p.set_defaults(_run=mod.run, _late=getattr(mod, "LATE_POSITIONAL", None))
     return parser
+
+
+def _take_late_positionals(parser: argparse.ArgumentParser, args: argparse.Namespace, extra: list[str]) -> None:
+    """Accept positionals written after options (``ufence set kernel --root D k=v``).
+
+    argparse fills an optional positional list before it sees ``--root`` and
+    then rejects what follows; a subcommand names that positional in
+    ``LATE_POSITIONAL`` to have the leftovers appended to it instead.
+    """
+    dest = getattr(args, "_late", None)
+    if not dest or any(x.startswith("-") for x in extra):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    current = getattr(args, dest)
+    if isinstance(current, list):
+        current.extend(extra)
+    elif current is None and len(extra) == 1:
+        setattr(args, dest, extra[0])
+    else:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _take_late_positionals(parser, args, extra)
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
@@ -62,10 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         # stdout closed early (ufence ... | head): not an error worth a trace
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep interpreter shutdown quiet
-        except OSError:
-            pass
         return 0
     except Exception as e:  # last resort: never a traceback for users
         if os.environ.get("UFENCE_DEBUG"):

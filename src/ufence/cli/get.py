@@ -8,6 +8,7 @@ import json
 from ufence.cli._target import add_target, open_from
 from ufence.errors import UfenceError
 
+LATE_POSITIONAL = "key"  # see ufence.cli._take_late_positionals
 NAME = "get"
 HELP = "show a target's settings (all, or one KEY's value)"
 

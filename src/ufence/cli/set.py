@@ -12,6 +12,7 @@ from ufence.cli._target import add_target, open_from
 from ufence.errors import UsageError
 from ufence.settings import parse_assignments
 
+LATE_POSITIONAL = "assignments"  # see ufence.cli._take_late_positionals
 NAME = "set"
 HELP = "change a running target's settings (KEY=VALUE...), all or none"
 
