@@ -85,6 +85,15 @@ def read_text(path: Path, what: str) -> str:
         raise UfenceError(f"cannot read {path}: {e.strerror}") from None
 
 
+_EINVAL_HINTS = {
+    "sample_interval": ("upstream refuses it after KFENCE disabled itself on an internal warning (see 'kfence:' "
+                        "in dmesg); Anolis refuses sign switches without 0 in between and full mode below "
+                        "131071 objects"),
+    "num_objects": "Anolis accepts it only while KFENCE is disabled, and never 0",
+    "pool_mode": "Anolis accepts global or node, only while KFENCE is disabled",
+}
+
+
 def write_text(path: Path, value: str, what: str) -> None:
     """Write one value the way ``echo VALUE > file`` does."""
     try:
@@ -94,7 +103,9 @@ def write_text(path: Path, value: str, what: str) -> None:
         raise UfenceError(f"cannot write {path}: permission denied (changing {what} needs root: try sudo)") from None
     except OSError as e:
         if e.errno == errno.EINVAL:
-            raise UfenceError(f"the kernel rejected {what}={value} (invalid argument)") from None
+            hint = _EINVAL_HINTS.get(what)
+            raise UfenceError(f"the kernel rejected {what}={value} (invalid argument)"
+                              + (f": {hint}" if hint else "")) from None
         if e.errno == errno.EBUSY:
             raise UfenceError(f"the kernel refused {what}={value}: busy (disable KFENCE first: "
                               "ufence kernel disable)") from None
