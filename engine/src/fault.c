@@ -49,19 +49,22 @@ static void unlock_act(void)
 	atomic_store(&act_lock, 0);
 }
 
-static void context_regs(void *ucv, uintptr_t *pc, uintptr_t *fp, uintptr_t *sp, int *write)
+static void context_regs(void *ucv, uintptr_t *pc, uintptr_t *fp, uintptr_t *sp, uintptr_t *lr, int *write)
 {
 	ucontext_t *uc = ucv;
 	*write = -1;
+	*lr = 0;
 #if defined(__x86_64__)
 	*pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
 	*fp = (uintptr_t)uc->uc_mcontext.gregs[REG_RBP];
 	*sp = (uintptr_t)uc->uc_mcontext.gregs[REG_RSP];
+	*lr = *(const uintptr_t *)*sp;     /* the interrupted stack is mapped */
 	*write = (uc->uc_mcontext.gregs[REG_ERR] & 2) ? 1 : 0;
 #elif defined(__aarch64__)
 	*pc = (uintptr_t)uc->uc_mcontext.pc;
 	*fp = (uintptr_t)uc->uc_mcontext.regs[29];
 	*sp = (uintptr_t)uc->uc_mcontext.sp;
+	*lr = (uintptr_t)uc->uc_mcontext.regs[30];
 	/* ESR record in __reserved: WnR (bit 6) tells a write */
 	const uint8_t *p = (const uint8_t *)uc->uc_mcontext.__reserved;
 	const uint8_t *end = p + sizeof uc->uc_mcontext.__reserved;
@@ -118,9 +121,9 @@ static int classify_and_report(int sig, siginfo_t *si, void *uc)
 	uintptr_t page = a & ~(uintptr_t)(pgsz - 1);
 	uintptr_t pi = (page - uf_pool.base) / pgsz;
 	uint32_t init = uf_pool.initialized;
-	uintptr_t pc, fp, sp;
+	uintptr_t pc, fp, sp, lr;
 	int write;
-	context_regs(uc, &pc, &fp, &sp, &write);
+	context_regs(uc, &pc, &fp, &sp, &lr, &write);
 
 	struct uf_bug_info b;
 	memset(&b, 0, sizeof b);
@@ -129,7 +132,7 @@ static int classify_and_report(int sig, siginfo_t *si, void *uc)
 	b.signo = sig;
 	b.si_code = si->si_code;
 	b.first_is_pc = 1;
-	b.nframes = uf_stack_from_context(pc, fp, sp, b.frames, uf_proc.stack_depth);
+	b.nframes = uf_stack_from_context(pc, fp, sp, lr, b.frames, uf_proc.stack_depth);
 	b.bug = UF_BUG_INVALID;
 	struct uf_meta *open_meta = NULL;
 	uint8_t open_bit = 0;

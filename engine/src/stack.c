@@ -64,12 +64,30 @@ int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max)
 
 /* In the signal handler: bounds from TLS if known, else page by page with
  * mincore (a syscall, async-signal-safe) so a bad frame pointer cannot fault. */
-int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t *out, int max)
+static int fp_readable(uintptr_t fp, uintptr_t sp)
+{
+	unsigned char vec[2];
+	if (fp < sp || (fp & 7))
+		return 0;
+	if (uf_tls.stack_known == 1 && sp >= uf_tls.stack_lo && sp < uf_tls.stack_hi)
+		return fp + 16 <= uf_tls.stack_hi;
+	uintptr_t start = fp & ~(uintptr_t)4095, end = (fp + 16 + 4095) & ~(uintptr_t)4095;
+	return mincore((void *)start, end - start, vec) == 0;
+}
+
+/* lr: where a frameless leaf returns to ([sp] on x86-64, x30 on arm64) */
+int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t lr, uintptr_t *out, int max)
 {
 	int n = 0;
 	if (max <= 0)
 		return 0;
 	out[n++] = pc;
+	/* A fault in a frameless leaf (libc's memcpy): fp is still the caller's
+	 * frame, so the walk would skip the caller itself. Its return address
+	 * is in lr; take it when it is not what the frame walk will yield. */
+	uintptr_t next = fp_readable(fp, sp) ? ((uintptr_t *)fp)[1] : 0;
+	if (lr && lr != next && lr != pc && n < max && uf_is_return_address(lr))
+		out[n++] = lr;
 	if (uf_tls.stack_known == 1 && sp >= uf_tls.stack_lo && sp < uf_tls.stack_hi)
 		return walk(fp, sp, uf_tls.stack_hi, out, n, max);
 	uintptr_t pg = 4096, ok_lo = 0, ok_hi = 0;

@@ -69,6 +69,12 @@ static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
 		if (ph->p_type != PT_LOAD)
 			continue;
 		uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
+		if (ph->p_flags & PF_X) {
+			if (!m->xstart || s < m->xstart)
+				m->xstart = s;
+			if (e > m->xend)
+				m->xend = e;
+		}
 		if (s < lo)
 			lo = s;
 		if (e > hi)
@@ -179,6 +185,37 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 	return NULL;
 }
 
+/* Is a a return address: inside an executable segment, right after a call
+ * instruction? Used to recover the caller of a frameless leaf (memcpy) at
+ * fault time. Only reads code bytes of mapped executable segments. */
+int uf_is_return_address(uintptr_t a)
+{
+	struct uf_module m;
+	if (!uf_module_of(a, &m) || a < m.xstart + 8 || a >= m.xend)
+		return 0;
+	const uint8_t *c = (const uint8_t *)a;
+#if defined(__x86_64__)
+	if (c[-5] == 0xe8)
+		return 1;                                   /* call rel32 */
+	if (c[-2] == 0xff && (c[-1] & 0x38) == 0x10)
+		return 1;                                   /* call *%reg */
+	if (c[-3] == 0xff && (c[-2] & 0x38) == 0x10)
+		return 1;                                   /* call *disp8(%reg) */
+	if (c[-6] == 0xff && (c[-5] & 0x38) == 0x10)
+		return 1;                                   /* call *disp32(%rip|reg) */
+	if (c[-7] == 0xff && (c[-6] & 0x38) == 0x10)
+		return 1;                                   /* call *disp32(sib) */
+	return 0;
+#elif defined(__aarch64__)
+	uint32_t insn;
+	memcpy(&insn, c - 4, 4);
+	return (insn & 0xfc000000u) == 0x94000000u || (insn & 0xfffffc1fu) == 0xd63f0000u;
+#else
+	(void)c;
+	return 0;
+#endif
+}
+
 /* ---- callers filter: ranges of the named modules ---- */
 #define MAX_RANGES 64
 static struct {
@@ -255,6 +292,7 @@ static uintptr_t parse_hex(const char **p)
 
 struct maps_line {
 	uintptr_t start, end, off;
+	int exec;
 	const char *path;
 	size_t pathlen;
 };
@@ -269,6 +307,7 @@ static int parse_line(const char *l, size_t n, struct maps_line *ml)
 	/* perms, offset */
 	while (p < e && *p == ' ')
 		p++;
+	ml->exec = p + 2 < e && p[2] == 'x';
 	while (p < e && *p != ' ')
 		p++;
 	while (p < e && *p == ' ')
@@ -337,6 +376,10 @@ static int module_from_maps(uintptr_t pc, struct uf_module *m)
 	m->base = pc - vaddr;
 	m->start = hit.start;
 	m->end = hit.end;
+	if (hit.exec) {
+		m->xstart = hit.start;
+		m->xend = hit.end;
+	}
 	return 1;
 }
 

@@ -186,7 +186,8 @@ int uf_guard_activate(uintptr_t addr, size_t len);
 
 /* ---- stack (stack.c) ---- */
 int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max);
-int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t *out, int max);
+int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t lr, uintptr_t *out, int max);
+int uf_is_return_address(uintptr_t a);
 uint32_t uf_stack_hash(const uintptr_t *f, int n);
 
 /* ---- depot (depot.c) ---- */
@@ -234,6 +235,7 @@ static inline uint64_t uf_stat_get(int which)
 /* ---- modules and symbols (symbols.c) ---- */
 struct uf_module {
 	uintptr_t base, start, end;
+	uintptr_t xstart, xend; /* executable segment(s) */
 	char path[UF_PATH_LEN];
 	uint8_t build_id[UF_BUILD_ID_MAX];
 	uint32_t build_id_len;
