@@ -193,6 +193,11 @@ int uf_is_return_address(uintptr_t a)
 	struct uf_module m;
 	if (!uf_module_of(a, &m) || a < m.xstart + 8 || a >= m.xend)
 		return 0;
+	/* the table may lag a dlclose by one refresh: is it still mapped? */
+	unsigned char vec[2];
+	uintptr_t pg = (a - 8) & ~(uintptr_t)4095;
+	if (mincore((void *)pg, a - pg, vec))
+		return 0;
 	const uint8_t *c = (const uint8_t *)a;
 #if defined(__x86_64__)
 	if (c[-5] == 0xe8)
