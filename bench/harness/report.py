@@ -122,6 +122,17 @@ def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
             "is shared with other work, so only ratios from the same run mean anything.",
             "",
         ]
+    lines += [
+        "How to run: `bench/run --full` (about 25 minutes: real numbers, writes `bench/results/*.json`, "
+        "`docs/bench.md`, `docs/bench.png`), `bench/run --quick` (CI smoke run, under 5 minutes, fails only on a "
+        "crash, a hang or a false ufence report, never on timing), `--only micro,hackbench,redis,sysbench`, "
+        "`--configs NAME,...`, `--reps N`, `--out DIR`, `--profile`. It apt-gets what is missing (rt-tests, "
+        "sysbench, mariadb-server, redis-server, electric-fence, duma, libclang-rt-16-dev, valgrind), builds the "
+        "engine into /tmp/bench-build unless `UFENCE_ENGINE` is set, runs servers on 127.0.0.1 with private "
+        "datadirs and ports (mariadbd as user mysql), bounds every run with a timeout and kills every server "
+        "it started on exit.",
+        "",
+    ]
     lines += targets.section(docs)
     lines += ["", f"![chart: each configuration as % of no engine]({png.name})", "", chart_note, ""]
     for doc in docs:
