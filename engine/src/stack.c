@@ -9,6 +9,7 @@
  */
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "uf.h"
@@ -36,7 +37,7 @@ static int walk(uintptr_t f, uintptr_t lo, uintptr_t hi, uintptr_t *out, int n, 
 {
 	uintptr_t prev = lo;
 	while (n < max) {
-		if (f < prev || (f & 7) || f < lo || f + 16 > hi)
+		if (f < prev || (f & 7) || f < lo || hi < 16 || f > hi - 16)   /* no wrap-around */
 			break;
 		uintptr_t ret = ((uintptr_t *)f)[1];
 		if (ret < 4096)
@@ -44,6 +45,33 @@ static int walk(uintptr_t f, uintptr_t lo, uintptr_t hi, uintptr_t *out, int n, 
 		out[n++] = ret;
 		prev = f + 16;
 		f = ((uintptr_t *)f)[0];
+	}
+	return n;
+}
+
+/* Read a frame record without trusting it: process_vm_readv on ourselves
+ * answers EFAULT for unmapped or PROT_NONE memory instead of faulting
+ * (mincore would accept a PROT_NONE guard page). Async-signal-safe. */
+static int safe_read16(uintptr_t a, uintptr_t out[2])
+{
+	struct iovec local = {out, 16}, remote = {(void *)a, 16};
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 16 ? 0 : -1;
+}
+
+/* Walk on a stack whose bounds are unknown (a coroutine, a signal stack, a
+ * custom stack): each record is read with safe_read16. About a microsecond
+ * a frame, so only used off the thread's own stack. */
+static int walk_checked(uintptr_t fp, uintptr_t sp, uintptr_t *out, int n, int max)
+{
+	uintptr_t prev = sp, f = fp, rec[2];
+	while (n < max) {
+		if (f < prev || (f & 7) || f - sp > (64u << 20) || safe_read16(f, rec))
+			break;
+		if (rec[1] < 4096)
+			break;
+		out[n++] = rec[1];
+		prev = f + 16;
+		f = rec[0];
 	}
 	return n;
 }
@@ -56,23 +84,24 @@ int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max)
 	out[n++] = first;
 	if (!uf_tls.stack_known)
 		learn_bounds();
-	if (uf_tls.stack_known != 1 || !fp)
+	if (!fp)
 		return n;
 	/* fp is the interposed function's own frame: its saved fp is the caller's */
-	return walk(((uintptr_t *)fp)[0], fp, uf_tls.stack_hi, out, n, max);
+	if (uf_tls.stack_known == 1 && fp >= uf_tls.stack_lo && fp < uf_tls.stack_hi)
+		return walk(((uintptr_t *)fp)[0], fp, uf_tls.stack_hi, out, n, max);
+	/* not on the stack pthread knows (coroutines, sigaltstack, custom stacks) */
+	return walk_checked(((uintptr_t *)fp)[0], fp, out, n, max);
 }
 
-/* In the signal handler: bounds from TLS if known, else page by page with
- * mincore (a syscall, async-signal-safe) so a bad frame pointer cannot fault. */
-static int fp_readable(uintptr_t fp, uintptr_t sp)
+/* In the signal handler: bounds from TLS if known, else checked reads. */
+static uintptr_t next_return(uintptr_t fp, uintptr_t sp)
 {
-	unsigned char vec[2];
+	uintptr_t rec[2];
 	if (fp < sp || (fp & 7))
 		return 0;
 	if (uf_tls.stack_known == 1 && sp >= uf_tls.stack_lo && sp < uf_tls.stack_hi)
-		return fp + 16 <= uf_tls.stack_hi;
-	uintptr_t start = fp & ~(uintptr_t)4095, end = (fp + 16 + 4095) & ~(uintptr_t)4095;
-	return mincore((void *)start, end - start, vec) == 0;
+		return fp <= uf_tls.stack_hi - 16 ? ((uintptr_t *)fp)[1] : 0;
+	return safe_read16(fp, rec) ? 0 : rec[1];
 }
 
 /* lr: where a frameless leaf returns to ([sp] on x86-64, x30 on arm64) */
@@ -85,33 +114,12 @@ int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t lr
 	/* A fault in a frameless leaf (libc's memcpy): fp is still the caller's
 	 * frame, so the walk would skip the caller itself. Its return address
 	 * is in lr; take it when it is not what the frame walk will yield. */
-	uintptr_t next = fp_readable(fp, sp) ? ((uintptr_t *)fp)[1] : 0;
+	uintptr_t next = next_return(fp, sp);
 	if (lr && lr != next && lr != pc && n < max && uf_is_return_address(lr))
 		out[n++] = lr;
 	if (uf_tls.stack_known == 1 && sp >= uf_tls.stack_lo && sp < uf_tls.stack_hi)
 		return walk(fp, sp, uf_tls.stack_hi, out, n, max);
-	uintptr_t pg = 4096, ok_lo = 0, ok_hi = 0;
-	uintptr_t prev = sp, f = fp;
-	while (n < max) {
-		if (f < prev || (f & 7) || f - sp > (64u << 20))
-			break;
-		uintptr_t need = (f + 16 + pg - 1) & ~(pg - 1);
-		uintptr_t start = f & ~(pg - 1);
-		if (!(start >= ok_lo && need <= ok_hi)) {
-			unsigned char vec[2];
-			if (mincore((void *)start, need - start, vec) != 0)
-				break;
-			ok_lo = start;
-			ok_hi = need;
-		}
-		uintptr_t ret = ((uintptr_t *)f)[1];
-		if (ret < 4096)
-			break;
-		out[n++] = ret;
-		prev = f + 16;
-		f = ((uintptr_t *)f)[0];
-	}
-	return n;
+	return walk_checked(fp, sp, out, n, max);
 }
 
 uint32_t uf_stack_hash(const uintptr_t *f, int n)
