@@ -90,3 +90,12 @@ def test_bad_option_keeps_default(cc: Callable[..., Path], tmp_path: Path) -> No
     assert "ufence: bad option sample_interval=banana" in proc.stderr
     assert "ufence: bad option nonsense=1: unknown setting" in proc.stderr
     assert [r["bug"] for r in reports] == ["use-after-free"]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="inline asm for x86-64")
+def test_garbage_frame_pointer_never_faults(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """rbp = -8 (seen in gcc's cc1) and other junk: the stack walk stops instead of faulting."""
+    binary = cc(PROGS / "badfp.c")
+    proc, reports = run(binary, options="sample_interval=-1", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "badfp ok" in proc.stdout and reports == []
