@@ -67,7 +67,21 @@ void uf_die_after_bug(void)
 	_exit(134);
 }
 
+static void report_dir_choose(void);
+
+/* a path that does not fit is refused, never silently cut (a cut path is
+ * another directory) */
 static void report_dir_default(void)
+{
+	report_dir_choose();
+	if (strlen(uf_proc.report_dir) + 40 >= sizeof uf_proc.report_dir) {
+		static const char msg[] = "ufence: report directory path too long; JSON reports disabled\n";
+		uf_write_all(uf_proc.log_fd, msg, sizeof msg - 1);
+		uf_proc.report_dir[0] = 0;
+	}
+}
+
+static void report_dir_choose(void)
 {
 	const char *d = getenv("UFENCE_REPORT_DIR");
 	struct uf_buf b = {uf_proc.report_dir, 0, sizeof uf_proc.report_dir};

@@ -49,10 +49,11 @@ static void put_dir(const char *d, const char *why)
 static int safe_dir(const char *dir)
 {
 	char tmp[UF_PATH_LEN];
-	if (uf_strlcpy(tmp, dir, sizeof tmp) >= sizeof tmp || tmp[0] != '/') {
+	if (dir[0] != '/') {
 		put_dir(dir, "not an absolute path");
 		return -1;
 	}
+	uf_strlcpy(tmp, dir, sizeof tmp);
 	for (char *p = tmp + 1; *p; p++) {
 		if (*p == '/') {
 			*p = 0;
@@ -186,15 +187,20 @@ int uf_shm_create(void)
 
 	const char *rd = getenv("UFENCE_RUN_DIR");
 	struct uf_buf b = {uf_shm.dir, 0, sizeof uf_shm.dir};
+	int too_long = 0;
 	if (rd && *rd) {
-		uf_put(&b, rd);
+		/* never cut: a cut path is another directory */
+		too_long = strlen(rd) + 32 >= sizeof uf_shm.dir;
+		uf_put(&b, too_long ? "(too long)" : rd);
 	} else {
 		uf_put(&b, "/dev/shm/ufence-");
 		uf_put_dec(&b, geteuid());
 	}
 	char *map = MAP_FAILED;
 	int fd = -1;
-	if (safe_dir(uf_shm.dir) == 0 && (fd = open_file(getpid())) >= 0) {
+	if (too_long)
+		put_dir("UFENCE_RUN_DIR", "path too long");
+	if (!too_long && safe_dir(uf_shm.dir) == 0 && (fd = open_file(getpid())) >= 0) {
 		if (ftruncate(fd, (off_t)size) == 0)
 			map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 		if (map == MAP_FAILED) {
