@@ -8,9 +8,11 @@ is documented in ``docs/schema.md`` and versioned by ``SCHEMA_VERSION``.
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 SCHEMA_VERSION = 1
 
@@ -61,7 +63,8 @@ class Frame:
         return f"{self.pc:#x}" if self.pc is not None else "?"
 
     def to_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in asdict(self).items() if v not in (None, [])}
+        # field by field rather than dataclasses.asdict (a deep copy, tens of microseconds a frame)
+        d = {k: v for k in _FRAME_ORDER if (v := getattr(self, k)) is not None and v != []}
         if self.inlined:
             d["inlined"] = [f.to_dict() for f in self.inlined]
         return d
@@ -76,10 +79,56 @@ class Frame:
         return cls(**{k: v for k, v in d.items() if k in _FRAME_FIELDS}, inlined=inl)
 
 
-_FRAME_FIELDS = {
-    "pc", "module", "offset", "build_id", "function", "function_offset",
-    "function_size", "file", "line", "column",
-}
+_FRAME_ORDER = ("pc", "module", "offset", "build_id", "function", "function_offset", "function_size", "file", "line",
+                "column")  # Frame's fields but inlined, in declaration order (the order of to_dict's keys)
+_FRAME_FIELDS = set(_FRAME_ORDER)
+
+
+class _FrameReader:
+    """Frames of one document being read (``Snapshot.from_dict``), shared between tracks.
+
+    A snapshot repeats the same stack for every object allocated there (JSON has no
+    references). The first track of a stack builds its Frames; a later track whose frame
+    dicts are equal to that one's gets the same list, and a frame equal to one already
+    built (the same pc in another stack) the same Frame. That is what the live reader
+    builds too, and a comparison of equal dicts costs far less than making the Frames.
+    Consumers read frames without changing them; the symbolizer fills them in place,
+    once per distinct frame.
+    """
+
+    def __init__(self) -> None:
+        self.stacks: dict[tuple[Any, ...], tuple[list[Any], list[Frame]]] = {}
+        self.frames: dict[tuple[Any, ...], Frame] = {}
+
+    def frame_list(self, ds: Any, stack_id: Any) -> list[Frame]:
+        if type(ds) is not list or not ds or type(ds[0]) is not dict:
+            return [Frame.from_dict(f) for f in ds]  # empty, or not a file ufence wrote: as the model reads it
+        pc = ds[0].get("pc")
+        key = (stack_id if type(stack_id) is int else None, len(ds), pc if type(pc) is str else None)
+        hit = self.stacks.get(key)
+        if hit is not None and hit[0] == ds:
+            return hit[1]
+        frames = [self._frame(f) for f in ds]
+        self.stacks[key] = (ds, frames)
+        return frames
+
+    def _frame(self, d: Any) -> Frame:
+        try:
+            key = _dict_key(d)
+            hit = self.frames.get(key)
+        except (TypeError, AttributeError):  # an unhashable value: not shared
+            return Frame.from_dict(d)
+        if hit is None:
+            hit = self.frames[key] = Frame.from_dict(d)
+        return hit
+
+
+def _dict_key(d: dict[str, Any]) -> tuple[Any, ...]:
+    """A hashable key equal for equal frame dicts (in the same key order, as one writer writes them)."""
+    inl = d.get("inlined")
+    if inl is None:
+        return tuple(d.items())
+    return (*((k, v) for k, v in d.items() if k != "inlined"), ("inlined", *map(_dict_key, inl)))
 
 
 def _base(path: str) -> str:
@@ -104,22 +153,39 @@ class Track:
     stack_id: int | None = None  # depot id (process) or None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind}
-        for k in ("tid", "cpu", "timestamp", "age", "stack_id"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = v
-        d["frames"] = [f.to_dict() for f in self.frames]
-        return d
+        return _track_dict(self, None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Track:
-        return cls(
-            kind=d["kind"], tid=d.get("tid"), cpu=d.get("cpu"),
-            timestamp=d.get("timestamp"), age=d.get("age"),
-            frames=[Frame.from_dict(f) for f in d.get("frames", [])],
-            stack_id=d.get("stack_id"),
-        )
+        return _track_from(d, None)
+
+
+def _track_dict(t: Track, memo: dict[int, list[dict[str, Any]]] | None) -> dict[str, Any]:
+    """Track.to_dict; with ``memo`` (id of a frames list -> its dicts, while the lists are alive)
+    a list shared by many tracks is converted once and its dicts shared in the result."""
+    d: dict[str, Any] = {"kind": t.kind}
+    for k in ("tid", "cpu", "timestamp", "age", "stack_id"):
+        v = getattr(t, k)
+        if v is not None:
+            d[k] = v
+    if memo is None:
+        d["frames"] = [f.to_dict() for f in t.frames]
+    else:
+        got = memo.get(id(t.frames))
+        if got is None:
+            got = memo[id(t.frames)] = [f.to_dict() for f in t.frames]
+        d["frames"] = got
+    return d
+
+
+def _track_from(d: dict[str, Any], frames: _FrameReader | None) -> Track:
+    ds = d.get("frames", [])
+    return Track(
+        kind=d["kind"], tid=d.get("tid"), cpu=d.get("cpu"),
+        timestamp=d.get("timestamp"), age=d.get("age"),
+        frames=[Frame.from_dict(f) for f in ds] if frames is None else frames.frame_list(ds, d.get("stack_id")),
+        stack_id=d.get("stack_id"),
+    )
 
 
 @dataclass
@@ -144,38 +210,55 @@ class Object:
     flags: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"index": self.index, "state": self.state.value}
-        for k in ("start", "end"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = f"{v:#x}"
-        for k in ("size", "cache", "node"):
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = v
-        if self.hashed:
-            d["hashed"] = True
-        if self.flags:
-            d["flags"] = list(self.flags)
-        if self.alloc:
-            d["alloc"] = self.alloc.to_dict()
-        if self.free:
-            d["free"] = self.free.to_dict()
-        return d
+        return _object_dict(self, None)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Object:
-        def addr(v: Any) -> int | None:
-            return int(v, 0) if isinstance(v, str) else v
+        return _object_from(d, None)
 
-        return cls(
-            index=d["index"], state=ObjectState(d["state"]),
-            start=addr(d.get("start")), end=addr(d.get("end")),
-            size=d.get("size"), cache=d.get("cache"), node=d.get("node"),
-            hashed=d.get("hashed", False), flags=list(d.get("flags", [])),
-            alloc=Track.from_dict(d["alloc"]) if d.get("alloc") else None,
-            free=Track.from_dict(d["free"]) if d.get("free") else None,
-        )
+
+def _object_dict(o: Object, memo: dict[int, list[dict[str, Any]]] | None) -> dict[str, Any]:
+    d: dict[str, Any] = {"index": o.index, "state": o.state.value}
+    if o.start is not None:
+        d["start"] = f"{o.start:#x}"
+    if o.end is not None:
+        d["end"] = f"{o.end:#x}"
+    if o.size is not None:
+        d["size"] = o.size
+    if o.cache is not None:
+        d["cache"] = o.cache
+    if o.node is not None:
+        d["node"] = o.node
+    if o.hashed:
+        d["hashed"] = True
+    if o.flags:
+        d["flags"] = list(o.flags)
+    if o.alloc:
+        d["alloc"] = _track_dict(o.alloc, memo)
+    if o.free:
+        d["free"] = _track_dict(o.free, memo)
+    return d
+
+
+_STATE_OF = {s.value: s for s in ObjectState}
+
+
+def _addr(v: Any) -> int | None:
+    return int(v, 0) if isinstance(v, str) else v
+
+
+def _object_from(d: dict[str, Any], frames: _FrameReader | None) -> Object:
+    st = d["state"]
+    state = _STATE_OF.get(st) if type(st) is str else None
+    alloc, free = d.get("alloc"), d.get("free")
+    return Object(
+        index=d["index"], state=ObjectState(st) if state is None else state,
+        start=_addr(d.get("start")), end=_addr(d.get("end")),
+        size=d.get("size"), cache=d.get("cache"), node=d.get("node"),
+        hashed=d.get("hashed", False), flags=list(d.get("flags", [])),
+        alloc=_track_from(alloc, frames) if alloc else None,
+        free=_track_from(free, frames) if free else None,
+    )
 
 
 # Canonical counter names shared by both backends. Kernel labels map onto
@@ -344,15 +427,36 @@ class Snapshot:
             "modules": self.modules,
             "sampling": self.sampling,
             "meta": self.meta,
-            "objects": [o.to_dict() for o in self.objects],
+            "objects": self._object_dicts(),
         }
+
+    def _object_dicts(self) -> list[dict[str, Any]]:
+        # tracks sharing a frames list (one stack, many objects) share its dicts in the result
+        memo: dict[int, list[dict[str, Any]]] = {}
+        return _bulk(lambda: [_object_dict(o, memo) for o in self.objects])
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Snapshot:
+        frames = _FrameReader()
         return cls(
             source=d["source"], target=d["target"], taken_at=d["taken_at"],
-            objects=[Object.from_dict(o) for o in d["objects"]],
+            objects=_bulk(lambda: [_object_from(o, frames) for o in d["objects"]]),
             stats=Stats.from_dict(d["stats"]) if d.get("stats") else None,
             settings=d.get("settings", {}), modules=d.get("modules", []),
             sampling=d.get("sampling", {}), meta=d.get("meta", {}),
         )
+
+
+_T = TypeVar("_T")
+
+
+def _bulk(make: Callable[[], _T]) -> _T:
+    """``make()`` with the cyclic GC off: building hundreds of thousands of objects without
+    cycles, it would only rescan the growing heap again and again."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return make()
+    finally:
+        if was:
+            gc.enable()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import gc
 import json
 import os
 import platform
@@ -16,7 +17,7 @@ from typing import Any
 from ufence import settings as S
 from ufence.backends.process import layout as L
 from ufence.backends.process.rundir import alive, locate
-from ufence.backends.process.shm import ShmFile
+from ufence.backends.process.shm import ShmFile, SlotRecord
 from ufence.errors import TargetGone, UfenceError
 from ufence.model import Frame, Object, ObjectState, Report, Snapshot, Stats, Track
 
@@ -180,41 +181,44 @@ class ProcessBackend:
         # the engine uses now can hold objects (shrinking takes free slots only).
         count = max(self.counters().get("pool_slots", 0), _int(self.settings().get("num_objects")))
         count = min(count or h.slots_capacity, h.slots_capacity)
-        cache: dict[int, list[Frame]] = {}
-        for i, s in self.shm.slots(h, count):
-            # ages as of the moment this slot was read: a long read of a busy pool
-            # meets objects younger than the start of the read
-            now = time.clock_gettime_ns(time.CLOCK_MONOTONIC)
-            if s is None:
-                continue  # changed under us every time we looked: skip it, as KFENCE does not lock
-            state = _STATE.get(s.state)
-            if state is None:
-                continue
-            if state is ObjectState.UNUSED:
-                yield Object(index=i, state=state)
-                continue
-            obj = Object(
-                index=i, state=state, start=s.addr, end=s.addr + max(s.size, 1) - 1, size=s.size,
-                cache=L.size_class(s.size), flags=[n for b, n in L.SLOT_FLAGS.items() if s.flags & b],
-                alloc=self._track("allocated", s.alloc_tid, s.alloc_cpu, s.alloc_ns, s.alloc_stack, now, mods, cache),
-            )
-            if state is ObjectState.FREED:
-                obj.free = self._track("freed", s.free_tid, None, s.free_ns, s.free_stack, now, mods, cache)
-            yield obj
+        frames = _Frames(self.shm, h, mods)
+        for now, batch in self.shm.slot_batches(h, count):
+            # a batch builds a few thousand objects and no cycles: the cyclic GC would only
+            # rescan the growing heap while they are made
+            was = gc.isenabled()
+            gc.disable()
+            try:
+                objs = [o for i, rec in batch if rec is not None and (o := self._object(i, rec, now, frames))]
+            finally:
+                if was:
+                    gc.enable()
+            yield from objs
 
-    def _track(self, kind: str, tid: int, cpu: int | None, ns: int, stack: int, now: int,
-               mods: list[dict[str, Any]], cache: dict[int, list[Frame]]) -> Track:
+    def _object(self, i: int, rec: SlotRecord, now: int, frames: _Frames) -> Object | None:
+        """The object of slot ``i`` from its record; ``now`` = when the record was read (for ages:
+        a long read of a busy pool meets objects younger than the start of the read)."""
+        (_seq, st, flags, alloc_stack, addr, size, alloc_tid, free_tid, free_stack, alloc_cpu,
+         alloc_ns, free_ns) = rec
+        state = _STATE.get(st)
+        if state is None:
+            return None
+        if state is ObjectState.UNUSED:
+            return Object(index=i, state=state)
         t0 = self.hdr.start_monotonic_ns
-        if stack not in cache:
-            pcs = self.shm.stack(self.hdr, stack) or []
-            cache[stack] = [_frame(pc, mods) for pc in pcs]
-        return Track(
-            kind=kind, tid=tid, cpu=cpu,
-            timestamp=(ns - t0) / 1e9 if ns >= t0 else None,
-            age=(now - ns) / 1e9 if ns and now >= ns else None,
-            frames=[Frame(**{k: v for k, v in vars(f).items() if k != "inlined"}) for f in cache[stack]],
-            stack_id=stack or None,
+        obj = Object(
+            index=i, state=state, start=addr, end=addr + max(size, 1) - 1, size=size,
+            cache=_size_class(size), flags=list(_flags(flags)),
+            alloc=Track(kind="allocated", tid=alloc_tid, cpu=alloc_cpu,
+                        timestamp=(alloc_ns - t0) / 1e9 if alloc_ns >= t0 else None,
+                        age=(now - alloc_ns) / 1e9 if alloc_ns and now >= alloc_ns else None,
+                        frames=frames.of(alloc_stack), stack_id=alloc_stack or None),
         )
+        if state is ObjectState.FREED:
+            obj.free = Track(kind="freed", tid=free_tid, cpu=None,
+                             timestamp=(free_ns - t0) / 1e9 if free_ns >= t0 else None,
+                             age=(now - free_ns) / 1e9 if free_ns and now >= free_ns else None,
+                             frames=frames.of(free_stack), stack_id=free_stack or None)
+        return obj
 
     # -- reports, snapshot ---------------------------------------------------
 
@@ -242,7 +246,13 @@ class ProcessBackend:
     def snapshot(self) -> Snapshot:
         st = self.stats()
         cfg = self.settings()
-        objs = list(self.objects())
+        was = gc.isenabled()
+        gc.disable()  # see objects(): the list of objects also only grows, without cycles
+        try:
+            objs = list(self.objects())
+        finally:
+            if was:
+                gc.enable()
         return Snapshot(
             source="process", target=str(self.pid), taken_at=time.time(), objects=objs, stats=st,
             settings=cfg, modules=self.modules(),
@@ -251,6 +261,56 @@ class ProcessBackend:
                       "num_objects": _int(cfg.get("num_objects"))},
             meta=self.meta(),
         )
+
+
+class _Frames:
+    """Depot stack id -> its frames, resolved once per id while objects are read.
+
+    Thousands of objects share a stack: every track of one id gets the same list, and
+    every stack the same Frame per pc. The model's consumers read frames without
+    changing them; the symbolizer fills them in place, which then happens once per
+    distinct frame and shows in every track that holds it.
+    """
+
+    def __init__(self, shm: ShmFile, h: L.Header, mods: list[dict[str, Any]]) -> None:
+        self.shm, self.h, self.mods = shm, h, mods
+        self.stacks: dict[int, list[Frame]] = {}
+        self.by_pc: dict[int, Frame] = {}
+
+    def of(self, stack_id: int) -> list[Frame]:
+        got = self.stacks.get(stack_id)
+        if got is None:
+            pcs = self.shm.stack(self.h, stack_id) or []
+            got = self.stacks[stack_id] = [self._frame(pc) for pc in pcs]
+        return got if got else []  # no stack: a list of its own
+
+    def _frame(self, pc: int) -> Frame:
+        f = self.by_pc.get(pc)
+        if f is None:
+            f = self.by_pc[pc] = _frame(pc, self.mods)
+        return f
+
+
+_flags_memo: dict[int, tuple[str, ...]] = {}
+_class_memo: dict[int, str] = {}
+
+
+def _flags(bits: int) -> tuple[str, ...]:
+    got = _flags_memo.get(bits)
+    if got is None:
+        got = tuple(n for b, n in L.SLOT_FLAGS.items() if bits & b)
+        if len(_flags_memo) < 4096:
+            _flags_memo[bits] = got
+    return got
+
+
+def _size_class(size: int) -> str:
+    got = _class_memo.get(size)
+    if got is None:
+        got = L.size_class(size)
+        if len(_class_memo) < 65536:
+            _class_memo[size] = got
+    return got
 
 
 def _frame(pc: int, mods: list[dict[str, Any]]) -> Frame:
