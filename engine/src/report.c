@@ -316,7 +316,7 @@ void uf_report(struct uf_bug_info *b)
 	}
 	if (b->has_object) {
 		b->obj.flags |= UF_SLOT_REPORTED;
-		uf_shm_slot_publish(b->slot, &b->obj);
+		uf_shm_slot_publish(b->slot, &uf_pool.meta[b->slot]);   /* live state, not the copy */
 	}
 	lock();
 	uint64_t now = uf_now_ns();
