@@ -41,6 +41,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--no-install", action="store_true", help="do not apt-get install missing tools")
     p.add_argument("--profile", action="store_true",
                    help="perf-profile full mode on the microbenchmark (default with --full when micro runs)")
+    p.add_argument("--render", default="", metavar="DIR",
+                   help="only redraw: copy DIR/*.json into bench/results (or --out) and rewrite bench.md and "
+                   "bench.png from them; runs nothing")
     p.add_argument("--keep", action="store_true", help="keep the scratch directory (server logs)")
     return p.parse_args(argv)
 
@@ -89,6 +92,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     out.mkdir(parents=True, exist_ok=True)
     docs.mkdir(parents=True, exist_ok=True)
 
+    if args.render:
+        return _render(Path(args.render), out, docs)
     t_start = time.monotonic()
     if not args.no_install:
         setup.install()
@@ -160,6 +165,27 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"bench: scratch kept in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _render(src: Path, out: Path, docs: Path) -> int:
+    """Rewrite the table and chart from the JSON of an earlier run (no benchmark is run)."""
+    from harness import report
+
+    found = sorted(src.glob("*.json"))
+    if not found:
+        raise BenchError(f"--render {src}: no *.json results there")
+    for p in found:
+        try:
+            json.loads(p.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise BenchError(f"--render {p}: not a results file ({e})") from None
+        if p.resolve().parent != out.resolve():
+            shutil.copyfile(p, out / p.name)
+    note = (f"The JSON was copied into `bench/results/` and this page drawn from it by "
+            f"`bench/run --render {src}` (nothing re-run).")
+    md, png = report.write(out, docs, quick=False, note=note)
+    print(f"bench: rewrote {md} and {png} from {len(found)} result files", file=sys.stderr)
+    return 0
 
 
 def _failures(doc: dict[str, Any]) -> list[str]:

@@ -100,7 +100,7 @@ def profile_table(out: Path) -> list[str]:
     return [*lines, ""]
 
 
-def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
+def write(out: Path, docs_dir: Path, quick: bool, note: str = "") -> tuple[Path, Path]:
     docs = load(out)
     md = docs_dir / "bench.md"
     png = docs_dir / "bench.png"
@@ -110,7 +110,8 @@ def write(out: Path, docs_dir: Path, quick: bool) -> tuple[Path, Path]:
         d0 = docs[0]
         lines += [
             f"Produced by one run of `{d0['reproduce']}` ({d0['mode']} mode, {d0['reps']} repetitions, "
-            f"{d0['date']}); the JSON behind every number is in `bench/results/`.",
+            f"{d0['date']}, {sum(d['seconds'] for d in docs) / 60:.0f} minutes of benchmarks); "
+            "the JSON behind every number is in `bench/results/`. " + note,
             "",
             "Machine: " + "; ".join(f"{k} {v}" for k, v in d0["machine"].items()) + ".",
             "",

@@ -54,7 +54,7 @@ class Sysbench(Workload):
         return None
 
     def cases(self, quick: bool) -> list[Case]:
-        secs = 3 if quick else 8
+        secs = 3 if quick else 6
         return [Case("oltp_rw", f"2 threads, {secs} s, 4 tables x 10,000 rows" if not quick else
                      f"2 threads, {secs} s, 1 table x 1,000 rows", {"secs": secs}, 200000, configs=_CONFIGS)]
 
