@@ -10,18 +10,25 @@
 #include <string.h>
 #include <unistd.h>
 
+/* Every call site has sizes of its own (site_a 16..48, site_b 56, site_c 72, deeper
+ * 96 + 8 * depth), so a reader's object whose stack and size disagree was torn. */
 __attribute__((noinline)) static void *site_a(size_t n) { return malloc(n); }
 __attribute__((noinline)) static void *site_b(size_t n) { return malloc(n + 8); }
 __attribute__((noinline)) static void *site_c(size_t n) { return calloc(1, n + 24); }
-__attribute__((noinline)) static void *deeper(size_t n, int d) { return d ? deeper(n, d - 1) : site_a(n); }
+__attribute__((noinline)) static void *deeper(size_t n, int d)
+{
+	void *p = d ? deeper(n + 8, d - 1) : site_a(n);
+	__asm__ volatile("" ::: "memory");  /* not a tail call: each level keeps its frame */
+	return p;
+}
 
 static void *one(unsigned long i)
 {
 	switch (i % 4) {
 	case 0: return site_a(16 + i % 5 * 8);
-	case 1: return site_b(32);
-	case 2: return site_c(40);
-	default: return deeper(64, (int)(i % 3));
+	case 1: return site_b(48);
+	case 2: return site_c(48);
+	default: return deeper(96, (int)(i % 3));
 	}
 }
 
