@@ -165,6 +165,8 @@ static void fill_identity(struct uf_shm_header *h)
 	read_file("/proc/self/cmdline", h->cmdline, sizeof h->cmdline, 1);
 }
 
+static void remember_fd(int fd);
+
 int uf_shm_create(void)
 {
 	uint64_t slots = uf_pool.reserved_slots ? uf_pool.reserved_slots : 1;
@@ -217,6 +219,8 @@ int uf_shm_create(void)
 		uf_shm.path[0] = 0;
 	}
 	uf_shm.fd = fd;
+	if (fd >= 0)
+		remember_fd(fd);
 	uf_shm.map = map;
 	uf_shm.size = size;
 	struct uf_shm_header *h = (void *)map;
@@ -266,13 +270,51 @@ int uf_shm_create(void)
 	return 0;
 }
 
+static dev_t shm_dev;
+static ino_t shm_ino;
+
+static void remember_fd(int fd)
+{
+	struct stat st;
+	if (fstat(fd, &st) == 0) {
+		shm_dev = st.st_dev;
+		shm_ino = st.st_ino;
+	}
+}
+
+/* Our descriptor, if the program has not closed it (daemons close every fd)
+ * or reused its number; else the file opened again by name; else -1. Never
+ * hand back, use or close a descriptor that is not ours. */
+static int our_fd(void)
+{
+	struct stat st;
+	if (uf_shm.fd >= 0 && fstat(uf_shm.fd, &st) == 0 && st.st_dev == shm_dev && st.st_ino == shm_ino)
+		return uf_shm.fd;
+	int fd = uf_shm.path[0] ? open(uf_shm.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC) : -1;
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == shm_dev && st.st_ino == shm_ino)
+		return fd;
+	if (fd >= 0)
+		close(fd);
+	return -1;
+}
+
+static void copy_range(int fd, uint64_t from, uint64_t len)
+{
+	for (uint64_t o = from; o < from + len && o < uf_shm.size;) {
+		ssize_t w = pwrite(fd, uf_shm.map + o, (size_t)(from + len - o), (off_t)o);
+		if (w <= 0)
+			return;
+		o += (uint64_t)w;
+	}
+}
+
 /* Copy the parent's file into our own, page runs that hold data only, then
  * map the copy over the same address so every pointer stays valid. */
 void uf_shm_after_fork(void)
 {
 	if (!uf_shm.file)
 		return;                 /* anonymous fallback: fork copied it */
-	int old = uf_shm.fd;
+	int old = our_fd();
 	int fd = open_file(getpid());
 	if (fd < 0 || ftruncate(fd, (off_t)uf_shm.size)) {
 		/* cannot publish: a private copy-on-write view, so the parent's
@@ -281,14 +323,25 @@ void uf_shm_after_fork(void)
 			close(fd);
 			unlink(tmp_path);
 		}
-		mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, old, 0);
-		close(old);
+		if (old >= 0) {
+			mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, old, 0);
+			close(old);
+		}
 		uf_shm.file = 0;
 		uf_shm.path[0] = 0;
 		uf_shm.fd = -1;
 		return;
 	}
 	off_t pos = 0, end = (off_t)uf_shm.size;
+	if (old < 0) {
+		/* no way to find the holes: copy what is in use, not the dedup
+		 * table (ids are arena offsets, readers never need it) */
+		copy_range(fd, 0, (uint64_t)((char *)uf_shm.depot_table - uf_shm.map));
+		copy_range(fd, (uint64_t)(uf_shm.depot_arena - uf_shm.map), atomic_load(&uf_depot_used));
+		copy_range(fd, (uint64_t)((char *)uf_shm.slots - uf_shm.map),
+			   (uint64_t)uf_pool.initialized * sizeof(struct uf_shm_slot));
+		pos = end;
+	}
 	while (pos < end) {
 		off_t d = lseek(old, pos, SEEK_DATA);
 		if (d < 0)
@@ -305,8 +358,10 @@ void uf_shm_after_fork(void)
 		pos = hole;
 	}
 	mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
-	close(old);
+	if (old >= 0)
+		close(old);
 	uf_shm.fd = fd;
+	remember_fd(fd);
 	fill_identity(uf_shm.hdr);
 	publish_name();
 }
@@ -314,7 +369,7 @@ void uf_shm_after_fork(void)
 /* exec failed after uf_shm_remove(): publish the same contents again */
 void uf_shm_republish(void)
 {
-	if (uf_shm.file && uf_shm.fd >= 0 && access(uf_shm.path, F_OK) != 0)
+	if (uf_shm.file && access(uf_shm.path, F_OK) != 0)
 		uf_shm_after_fork();
 }
 
@@ -328,10 +383,13 @@ int uf_shm_fault(uintptr_t addr)
 		return 0;
 	struct stat st;
 	uintptr_t from = 0;
-	if (fstat(uf_shm.fd, &st) == 0 && st.st_size > 0)
+	int fd = our_fd();
+	if (fd >= 0 && fstat(fd, &st) == 0 && st.st_size > 0)
 		from = ((uintptr_t)st.st_size + uf_pool.page - 1) & ~(uintptr_t)(uf_pool.page - 1);
 	if (from > addr - base)
 		from = (addr - base) & ~(uintptr_t)(uf_pool.page - 1);
+	if (fd >= 0 && fd != uf_shm.fd)
+		close(fd);
 	if (mmap((void *)(base + from), uf_shm.size - from, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0) == MAP_FAILED)
 		return 0;

@@ -99,3 +99,11 @@ def test_garbage_frame_pointer_never_faults(cc: Callable[..., Path], tmp_path: P
     proc, reports = run(binary, options="sample_interval=-1", tmp=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "badfp ok" in proc.stdout and reports == []
+
+
+def test_closed_and_reused_fd_survives_fork(cc: Callable[..., Path], tmp_path: Path) -> None:
+    binary = cc(PROGS / "closefds.c")
+    proc, reports = run(binary, options="sample_interval=-1", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "child 0, parent fd intact" in proc.stdout, proc.stdout + proc.stderr
+    assert reports == []
