@@ -139,9 +139,11 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
                 row(f"`ufence-1in{n}` no costlier than `scudo-gwp-{n}`", f"{doc['workload']}/{case['name']}",
                     f"throughput {u:+.1f}% vs {g:+.1f}%{ctext}", verdict)
     lines += ["", "Memory (medians, MiB): peak RSS under full mode against no engine, and ufence's own pool "
-              "(object pages resident) and metadata file.", "",
-              "| workload / case | RSS none | RSS ufence-full | RSS full-mprotect | pool pages | metadata file |",
-              "|---|---|---|---|---|---|"]
+              "(object pages resident) and metadata: the engine's `metadata_bytes` stat and the tmpfs pages its "
+              "shm file really holds.", "",
+              "| workload / case | RSS none | RSS ufence-full | RSS full-mprotect | pool pages "
+              "| metadata (engine stat) | shm file resident |",
+              "|---|---|---|---|---|---|---|"]
     for doc in docs:
         rk = "max_rss_mib" if doc["workload"] == "micro" else "rss_mib"
         for case in doc["cases"]:
@@ -150,6 +152,7 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
             cells = [_mem(case, n, k, rk) for n, k in (("none", rk), ("ufence-full", rk),
                                                         ("ufence-full-mprotect", rk),
                                                         ("ufence-full", "pool_resident_mib"),
-                                                        ("ufence-full", "metadata_mib"))]
+                                                        ("ufence-full", "metadata_mib"),
+                                                        ("ufence-full", "shm_resident_mib"))]
             lines.append(f"| {doc['workload']}/{case['name']} | " + " | ".join(cells) + " |")
     return lines

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -166,6 +167,8 @@ static long peak_rss_kib(void)
  * ($UFENCE_RUN_DIR/<pid>.shm) while the live set is still allocated, so the
  * harness can read the pool's footprint after this process is gone.
  */
+static long shm_resident_kib = -1; /* tmpfs pages of the shm file, not its apparent size */
+
 static void snapshot_shm(void)
 {
 	const char *dst = getenv("BENCH_SHM_COPY");
@@ -177,6 +180,9 @@ static void snapshot_shm(void)
 	FILE *in = fopen(src, "rb");
 	if (!in)
 		return;
+	struct stat st;
+	if (fstat(fileno(in), &st) == 0)
+		shm_resident_kib = (long)st.st_blocks / 2;
 	FILE *out = fopen(dst, "wb");
 	if (out) {
 		/*
@@ -252,9 +258,9 @@ int main(int argc, char **argv)
 	printf("{\"threads\": %d, \"live\": %ld, \"fill_allocs\": %llu, \"fill_seconds\": %.6f, "
 	       "\"pairs\": %llu, \"steady_seconds\": %.6f, \"allocs_per_sec\": %.1f, "
 	       "\"fill_allocs_per_sec\": %.1f, \"steady_cpu_seconds\": %.6f, \"max_rss_kib\": %ld, "
-	       "\"failed\": %d}\n",
+	       "\"shm_resident_kib\": %ld, \"failed\": %d}\n",
 	       threads, live, (unsigned long long)fill, fill_s, (unsigned long long)pairs, steady_s,
 	       steady_s > 0 ? (double)pairs / steady_s : 0.0, fill_s > 0 ? (double)fill / fill_s : 0.0,
-	       cpu_s, hwm, failed);
+	       cpu_s, hwm, shm_resident_kib, failed);
 	return failed ? 1 : 0;
 }

@@ -25,6 +25,7 @@ class Micro(Workload):
         Metric("max_rss_mib", "MiB peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
         Metric("metadata_mib", "MiB ufence metadata in use", False),
+        Metric("shm_resident_mib", "MiB shm file resident (tmpfs)", False),
         Metric("guarded_pct", "% of allocations guarded", True),
     ]
 
@@ -94,6 +95,8 @@ class Micro(Workload):
             if total:
                 m["guarded_pct"] = 100.0 * stats.get("total_allocations", 0) / total
             extra["stats"] = stats
+        if data.get("shm_resident_kib", -1) >= 0:
+            m["shm_resident_mib"] = data["shm_resident_kib"] / 1024
         return Outcome(OK, m, extra=extra)
 
 

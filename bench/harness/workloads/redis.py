@@ -25,6 +25,7 @@ class Redis(Workload):
         Metric("rss_mib", "MiB server peak RSS", False),
         Metric("pool_resident_mib", "MiB ufence object pages", False),
         Metric("metadata_mib", "MiB ufence metadata in use", False),
+        Metric("shm_resident_mib", "MiB shm file resident (tmpfs)", False),
     ]
 
     def missing(self) -> str | None:

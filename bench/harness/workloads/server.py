@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from harness.configs import Config
@@ -24,4 +25,6 @@ def server_metrics(ctx: Context, cfg: Config, pid: int, rundir: Path) -> tuple[d
             m["metadata_mib"] = stats.get("metadata_bytes", 0) / 2**20
             m["guarded"] = float(stats.get("total_allocations", 0))
             extra["stats"] = stats
+        with contextlib.suppress(OSError):
+            m["shm_resident_mib"] = (rundir / f"{pid}.shm").stat().st_blocks * 512 / 2**20
     return m, extra
