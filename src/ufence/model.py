@@ -97,7 +97,7 @@ class _FrameReader:
     """
 
     def __init__(self) -> None:
-        self.stacks: dict[tuple[Any, ...], tuple[list[Any], list[Frame]]] = {}
+        self.stacks: dict[tuple[Any, ...], list[tuple[list[Any], list[Frame]]]] = {}
         self.frames: dict[tuple[Any, ...], Frame] = {}
 
     def frame_list(self, ds: Any, stack_id: Any) -> list[Frame]:
@@ -105,11 +105,13 @@ class _FrameReader:
             return [Frame.from_dict(f) for f in ds]  # empty, or not a file ufence wrote: as the model reads it
         pc = ds[0].get("pc")
         key = (stack_id if type(stack_id) is int else None, len(ds), pc if type(pc) is str else None)
-        hit = self.stacks.get(key)
-        if hit is not None and hit[0] == ds:
-            return hit[1]
+        seen = self.stacks.setdefault(key, [])
+        for known, frames in seen:
+            if known == ds:
+                return frames
         frames = [self._frame(f) for f in ds]
-        self.stacks[key] = (ds, frames)
+        if len(seen) < 16:  # stacks that only look alike (no depot ids: kernel) stay cheap
+            seen.append((ds, frames))
         return frames
 
     def _frame(self, d: Any) -> Frame:
