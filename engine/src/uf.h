@@ -15,7 +15,8 @@
  *   shm.c        the per-process shared-memory file
  *   settings.c   the settings table, the validator, UFENCE_OPTIONS
  *   control.c    the control thread: live requests, heartbeat, sampling timer
- *   init.c       start-up, exit checks, fork handling, follow_exec
+ *   init.c       start-up, exit checks, fork handling, follow_exec, _exit
+ *   exec.c       exec* wrappers: the shm file never outlives its image
  */
 #ifndef UF_INTERNAL_H
 #define UF_INTERNAL_H
