@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
+import struct
 import subprocess
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from readpathlib import Held
 
@@ -128,3 +131,24 @@ def test_cli_objects_json_matches_backend(hold: Callable[..., Held]) -> None:
         k: {kk: vv for kk, vv in d[k].items() if kk != "age"} for k in ("alloc", "free") if k in d}
     assert [strip(d) for d in got] == [strip(d) for d in want]
     assert [Object.from_dict(d).to_dict() for d in got] == got
+
+
+def test_header_of_an_older_engine_reads(hold: Callable[..., Held], tmp_path: Path) -> None:
+    """A file whose header_size predates fields this reader knows reads with those fields 0."""
+    from ufence.backends.process import shm as shm_mod
+
+    t = hold(100)
+    src = t.run_dir / f"{t.pid}.shm"
+    data = bytearray(src.read_bytes())
+    old = shm_mod._HDR_MIN
+    struct.pack_into("=I", data, L.Header.header_size.offset, old)
+    data[old:ctypes.sizeof(L.Header)] = bytes(ctypes.sizeof(L.Header) - old)  # as an older engine leaves it
+    copy = tmp_path / "old.shm"
+    copy.write_bytes(bytes(data))
+    copy.chmod(0o600)
+    with ShmFile(copy, os.geteuid()) as f:
+        h = f.header()
+        assert h.header_size == old and h.pid == t.pid
+        assert bytes(h)[old:] == bytes(ctypes.sizeof(L.Header) - old)
+        count = int(f.stats_raw(h)[L.STAT_NAMES.index("pool_slots")])
+        assert sum(1 for _n, b in f.slot_batches(h, count) for _i, r in b if r and r[1] == L.SLOT_ALLOCATED) >= 100

@@ -24,6 +24,9 @@ from ufence.errors import TargetGone, UfenceError
 
 _SEQ_TRIES = 200
 _HDR = ctypes.sizeof(L.Header)
+# The header as version 1 first shipped ends with report_dir; fields added after it read as 0
+# in a file whose header_size says it has not got them (an older engine).
+_HDR_MIN = L.Header.report_dir.offset + L.Header.report_dir.size
 # struct uf_shm_slot field by field (native order, no padding: every field is naturally aligned),
 # in the order of L.Slot._fields_; the tail of a longer (newer) record is skipped.
 _SLOT_FMT = "=IIIIQQIIIIQQ"
@@ -66,8 +69,8 @@ class ShmFile:
 
     def _map(self) -> None:
         size = os.fstat(self.fd).st_size
-        if size < _HDR:
-            raise CorruptFile(f"{self.path}: truncated state file ({size} bytes, header needs {_HDR})")
+        if size < _HDR_MIN:
+            raise CorruptFile(f"{self.path}: truncated state file ({size} bytes, header needs {_HDR_MIN})")
         if self.mm is not None:
             self.mm.close()
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if self.writable else 0)
@@ -92,7 +95,7 @@ class ShmFile:
         return CorruptFile(f"{self.path}: corrupt state file: {what}")
 
     def _check_span(self, what: str, off: int, count: int, rec: int) -> None:
-        if off < _HDR or count < 0 or rec < 0 or off + count * rec > self.size:
+        if off < _HDR_MIN or count < 0 or rec < 0 or off + count * rec > self.size:
             raise self._bad(f"{what} (offset {off}, {count} x {rec} bytes) lies outside the {self.size}-byte file")
 
     def _u32(self, off: int) -> int:
@@ -113,13 +116,16 @@ class ShmFile:
                 self._map()
         except OSError as e:
             raise UfenceError(f"{self.path}: {e.strerror}") from None
-        h = L.Header.from_buffer_copy(self.mm[:_HDR])
+        hs = self._u32(L.Header.header_size.offset)
+        n = min(max(hs, _HDR_MIN), _HDR, self.size)  # what this file's header has of ours
+        raw = self.mm[:n] + bytes(_HDR - n)
+        h = L.Header.from_buffer_copy(raw)
         if self.mm[:8] != L.MAGIC:
             raise self._bad("bad magic (not a ufence state file)")
         if h.version != L.VERSION:
             raise UfenceError(f"{self.path}: state file version {h.version}, this ufence reads {L.VERSION}: "
                               "use the ufence that started the process")
-        if h.header_size < _HDR or h.header_size > self.size:
+        if h.header_size < _HDR_MIN or h.header_size > self.size:
             raise self._bad(f"header size {h.header_size}")
         if h.file_size > self.size:
             raise self._bad(f"truncated: header says {h.file_size} bytes, file has {self.size}")
