@@ -1,8 +1,16 @@
 /*
- * The control thread: waits on request_seq with a futex (so `ufence set`
- * takes effect at once), applies a whole change request or none of it,
- * updates the heartbeat, opens the sampling gate every sample_interval ms,
- * and refreshes the module table when dlopen/dlclose changed it.
+ * Change requests and the control thread.
+ *
+ * A request (whole, or none of it) is applied by whoever sees it first:
+ * the control thread, woken by a futex on request_seq, or, in a process
+ * that runs no control thread, the next allocation, sent down the slow path
+ * by the wake word of the hot page (sample.c). req_mu serialises the two.
+ *
+ * The thread exists only once a mode other than off was entered: it opens
+ * the sampling gate every sample_interval ms, keeps the heartbeat and
+ * refreshes the module table when dlopen/dlclose changed it. Off mode runs
+ * no thread, since a second thread alone makes glibc's malloc take its
+ * multi-threaded (locked) paths. Once started it stays.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -16,6 +24,19 @@
 #include "uf.h"
 
 static uint32_t wake_word;
+static pthread_mutex_t req_mu = PTHREAD_MUTEX_INITIALIZER;
+_Atomic int uf_control_running;
+
+/* interval sampling needs the timer; rate and full keep the heartbeat and
+ * module table fresh off the allocation path and acknowledge at once even
+ * while the program does not allocate. Without a hot page (or with a hot
+ * page we could not map) a CLI can reach us only through the thread. */
+int uf_control_needed(const struct uf_value *v)
+{
+	if (uf_shm.file && !uf_shm.hot)
+		return 1;
+	return v[UF_SET_sample_interval].v != 0 || v[UF_SET_sample_rate].v > 0;
+}
 
 static void futex_wait(uint32_t *addr, uint32_t val, uint64_t ns, int shared)
 {
@@ -73,6 +94,13 @@ static void handle_request(uint32_t seq)
 			return;
 		}
 	}
+	/* start the thread before the mode that needs it: a refusal then
+	 * leaves everything as it was */
+	if (uf_control_needed(next) && !atomic_load(&uf_control_running) && uf_control_start()) {
+		uf_stat_add(UF_STAT_settings_refused, 1);
+		respond(seq, EAGAIN, "cannot start the engine's control thread");
+		return;
+	}
 	int rc = uf_settings_apply(next, err, sizeof err);
 	if (rc) {
 		uf_stat_add(UF_STAT_settings_refused, 1);
@@ -94,7 +122,7 @@ static void *control_main(void *arg)
 	sigdelset(&all, SIGBUS);
 	sigdelset(&all, SIGILL);
 	sigdelset(&all, SIGFPE);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	pthread_sigmask(SIG_SETMASK, &all, NULL);
 	uf_tls.in_engine = 1;           /* this thread's allocations are never guarded */
 	uint64_t next_tick = 0;
 	uint64_t last_modules = 0;
@@ -114,11 +142,10 @@ static void *control_main(void *arg)
 		} else {
 			next_tick = 0;
 		}
+		uf_control_poll();
+		/* if an allocation is applying a request, the futex wait below
+		 * returns when it is acknowledged (or at the timeout) */
 		uint32_t seq = __atomic_load_n(&h->request_seq, __ATOMIC_ACQUIRE);
-		if (seq != __atomic_load_n(&h->ack_seq, __ATOMIC_ACQUIRE)) {
-			handle_request(seq);
-			continue;
-		}
 		if (now - last_modules >= 100000000ull || atomic_load(&uf_modules_dirty)) {
 			uf_modules_refresh(0);
 			last_modules = now;
@@ -130,18 +157,71 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
+/* Apply pending requests. Called by the control thread and, with the engine's
+ * recursion guard set and no engine lock held, by an allocation that saw the
+ * wake word. Bounded: a hostile writer bumping request_seq cannot hold an
+ * allocating thread here. */
+void uf_control_poll(void)
+{
+	struct uf_shm_header *h = uf_shm.hdr;
+	if (!h)
+		return;
+	for (int round = 0; round < 2; round++) {
+		if (pthread_mutex_trylock(&req_mu))
+			return;          /* the holder applies it (and re-checks below) */
+		for (int n = 0; n < 4; n++) {
+			uint32_t seq = __atomic_load_n(&h->request_seq, __ATOMIC_ACQUIRE);
+			if (seq == __atomic_load_n(&h->ack_seq, __ATOMIC_ACQUIRE))
+				break;
+			handle_request(seq);
+		}
+		pthread_mutex_unlock(&req_mu);
+		/* a request that came while we held the lock was seen by a thread
+		 * whose trylock failed: look again after unlocking */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&h->request_seq, __ATOMIC_ACQUIRE) == __atomic_load_n(&h->ack_seq, __ATOMIC_ACQUIRE))
+			return;
+	}
+}
+
+/* fork child: no thread survived; the parent's request lock state is moot */
+void uf_control_atfork_child(void)
+{
+	pthread_mutex_init(&req_mu, NULL);
+	atomic_store(&uf_control_running, 0);
+	if (uf_shm.hdr)
+		uf_shm.hdr->control_thread = 0;
+}
+
 int uf_control_start(void)
 {
 	if (!uf_shm.hdr)
 		return -1;
+	int expect = 0;
+	if (!atomic_compare_exchange_strong(&uf_control_running, &expect, 1))
+		return 0;
+	/* its own allocations (thread stack, TLS) go to the next allocator */
+	int in = uf_tls.in_engine;
+	uf_tls.in_engine = 1;
 	pthread_t t;
 	pthread_attr_t at;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&at, 256 * 1024);
+	/* the thread must not take signals meant for the program: block them
+	 * across the create so none arrives before control_main blocks them */
+	sigset_t all, old;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
 	int rc = pthread_create(&t, &at, control_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&at);
-	if (rc == 0)
+	if (rc == 0) {
 		pthread_setname_np(t, "ufence-ctl");
+		uf_shm.hdr->control_thread = 1;
+	} else {
+		atomic_store(&uf_control_running, 0);
+	}
+	uf_tls.in_engine = in;
 	return rc;
 }

@@ -1,8 +1,8 @@
 /*
  * Start-up and process life: the constructor reads UFENCE_OPTIONS, probes
  * the guard mechanism, creates the shared-memory file, sizes the pool,
- * installs the fault handler and starts the control thread; only then does
- * the gate open. The destructor checks live canaries (check_on_exit, as
+ * installs the fault handler and starts the control thread if the mode needs
+ * one; only then does the gate open. The destructor checks live canaries (check_on_exit, as
  * KFENCE's check_on_panic) and removes the file, but never unmaps anything:
  * other threads and later destructors keep allocating.
  */
@@ -153,6 +153,7 @@ static void drop_from_preload(void)
 /* lock order: modules, pool, report (a report never takes the others) */
 static void atfork_prepare(void)
 {
+	atomic_store(&uf_forking, 1);
 	uf_modules_atfork_lock();
 	uf_pool_lock();
 	uf_report_atfork_lock();
@@ -164,6 +165,7 @@ static void atfork_parent(void)
 	uf_pool_unlock();
 	uf_modules_atfork_unlock(0);
 	uf_stat_add(UF_STAT_fork_children, 1);
+	atomic_store(&uf_forking, 0);
 }
 
 static void atfork_child(void)
@@ -177,7 +179,10 @@ static void atfork_child(void)
 	uf_shm_after_fork();
 	if (uf_shm.hdr)
 		uf_shm.hdr->ack_seq = uf_shm.hdr->request_seq;
-	uf_control_start();
+	uf_control_atfork_child();
+	if (uf_control_needed(uf_cur))
+		uf_control_start();
+	atomic_store(&uf_forking, 0);
 }
 
 __attribute__((constructor(101))) static void uf_ctor(void)
@@ -233,7 +238,9 @@ __attribute__((constructor(101))) static void uf_ctor(void)
 	pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
 	atomic_store(&uf_proc.ready, 1);
 	uf_settings_publish();
-	uf_control_start();
+	/* off mode runs no thread (control.c); a later request starts it */
+	if (uf_control_needed(uf_cur))
+		uf_control_start();
 	uf_sample_configure();
 	uf_tls.in_engine = 0;
 }

@@ -1,10 +1,11 @@
 /*
  * The gate: which allocations go to the pool.
  *
- *   off       uf_gate == 0: the only cost is the branch in malloc().
+ *   off       uf_hot.word == 0: the only cost is the branch in malloc(), and
+ *             no control thread (see uf.h, union uf_hot).
  *   full      every eligible allocation while the pool lasts.
  *   rate N    1 in N on average: a per-thread countdown in initial-exec TLS,
- *             reloaded uniformly in [1, 2N] (as GWP-ASan), no shared writes.
+ *             reloaded uniformly in [1, 2N-1] (as GWP-ASan), no shared writes.
  *   interval  the control thread opens the gate every sample_interval ms with
  *             1 + burst tokens; the allocations that take them are guarded
  *             (KFENCE's allocation gate).
@@ -16,7 +17,9 @@
 
 #include "uf.h"
 
-volatile int uf_gate;
+union uf_hot uf_hot __attribute__((aligned(UF_HOT_ALIGN)));
+int uf_mode;
+_Atomic int uf_forking;
 _Atomic int uf_interval_tokens;
 int uf_sample_rate;
 uint32_t uf_class_mask;
@@ -118,48 +121,68 @@ void uf_sample_configure(void)
 	int64_t iv = uf_cur[UF_SET_sample_interval].v;
 	int64_t rate = uf_cur[UF_SET_sample_rate].v;
 	uf_sample_rate = (int)rate;
-	if (!uf_pool.ok || !atomic_load(&uf_proc.ready)) {
-		uf_gate = UF_GATE_OFF;
-		return;
-	}
-	if (iv == -1)
-		uf_gate = UF_GATE_FULL;
+	int mode = UF_GATE_OFF, gate = UF_GATE_OFF;
+	if (!uf_pool.ok || !atomic_load(&uf_proc.ready))
+		mode = UF_GATE_OFF;
+	else if (iv == -1)
+		mode = gate = UF_GATE_FULL;
 	else if (rate > 0)
-		uf_gate = UF_GATE_RATE;
+		mode = gate = UF_GATE_RATE;
 	else if (iv > 0)
-		uf_gate = UF_GATE_OFF;  /* opened by uf_sample_tick */
-	else
-		uf_gate = UF_GATE_OFF;
+		mode = UF_GATE_INTERVAL;  /* gate opened by uf_sample_tick */
+	/* mode first: a thread that sees the new gate sees the new mode */
+	__atomic_store_n(&uf_mode, mode, __ATOMIC_RELAXED);
+	__atomic_store_n(&uf_hot.gate, gate, __ATOMIC_RELEASE);
+}
+
+/* An allocation saw the wake word: a CLI wrote a request to a process that
+ * may run no control thread. Clear it first, so a request written after this
+ * point wakes us again, then apply (control.c serialises with the thread).
+ * Not while forking: until the child has its own file, the word and the
+ * request block are its parent's. */
+void uf_sample_poll_wake(void)
+{
+	if (uf_tls.in_engine || !atomic_load(&uf_proc.ready) || atomic_load(&uf_forking))
+		return;
+	__atomic_store_n(&uf_hot.wake, 0, __ATOMIC_RELAXED);
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	uf_tls.in_engine = 1;
+	uf_control_poll();
+	uf_tls.in_engine = 0;
 }
 
 void uf_sample_tick(void)
 {
-	if (uf_cur[UF_SET_sample_interval].v <= 0 || uf_cur[UF_SET_sample_rate].v > 0)
+	if (uf_mode != UF_GATE_INTERVAL)
 		return;
 	atomic_store(&uf_interval_tokens, 1 + (int)uf_cur[UF_SET_burst].v);
-	uf_gate = UF_GATE_INTERVAL;
+	__atomic_store_n(&uf_hot.gate, UF_GATE_INTERVAL, __ATOMIC_RELEASE);
 }
 
 static void close_interval_gate(void)
 {
 	int expect = UF_GATE_INTERVAL;
-	__atomic_compare_exchange_n((int *)&uf_gate, &expect, UF_GATE_OFF, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+	__atomic_compare_exchange_n((int32_t *)&uf_hot.gate, &expect, UF_GATE_OFF, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-/* countdown reload: uniform in [1, 2N] */
+/* countdown reload: uniform in [1, 2N-1], mean exactly N (as GWP-ASan);
+ * [1, 2N] would have mean N + 1/2 and bias leak estimates low */
 static int32_t reload(void)
 {
 	uint64_t n = (uint64_t)uf_sample_rate;
 	if (n <= 1)
 		return 1;
-	return (int32_t)(1 + uf_rand() % (2 * n));
+	return (int32_t)(1 + uf_rand() % (2 * n - 1));
 }
 
 void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
 
 UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
 {
-	int g = uf_gate;
+	if (UF_UNLIKELY(uf_hot.wake))
+		uf_sample_poll_wake();
+	/* the private mode decides; the gate word only brought us here */
+	int g = __atomic_load_n(&uf_mode, __ATOMIC_RELAXED);
 	if (g == UF_GATE_RATE) {
 		int32_t c = --uf_tls_countdown;
 		if (UF_LIKELY(c > 0))

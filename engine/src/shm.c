@@ -167,6 +167,47 @@ static void fill_identity(struct uf_shm_header *h)
 
 static void remember_fd(int fd);
 
+/* Map the file's hot page over uf_hot (see uf.h), keeping the gate's value;
+ * the wake word starts clear. Anything else: uf_hot stays (or becomes) a
+ * private page and only the control thread takes requests. */
+static int hot_map(int fd)
+{
+	size_t page = uf_pool.page ? uf_pool.page : 4096;
+	int32_t gate = uf_hot.gate;
+	void *want = (void *)&uf_hot;
+	uf_shm.hot = 0;
+	if (((uintptr_t)want & (page - 1)) || page > sizeof uf_hot)
+		return -1;
+	void *p = fd >= 0 ? mmap(want, page, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, (off_t)uf_shm.hot_off)
+			  : MAP_FAILED;
+	if (p != want) {
+		/* MAP_FIXED failed: the old mapping is still there, or it was
+		 * replaced; either way put a private page back */
+		mmap(want, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		uf_hot.gate = gate;
+		return -1;
+	}
+	uf_hot.wake = 0;
+	uf_hot.gate = gate;
+	uf_shm.hot = 1;
+	return 0;
+}
+
+/* the hot page is private again (fork without a file of our own, file
+ * truncated): the gate is restored from the private mode */
+static void hot_private(void)
+{
+	size_t page = uf_pool.page ? uf_pool.page : 4096;
+	int32_t gate = uf_hot.gate;
+	if (!uf_shm.hot)
+		return;
+	mmap((void *)&uf_hot, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	uf_hot.gate = gate;
+	uf_shm.hot = 0;
+	if (uf_shm.hdr)
+		uf_shm.hdr->hot_off = 0;
+}
+
 int uf_shm_create(void)
 {
 	uint64_t slots = uf_pool.reserved_slots ? uf_pool.reserved_slots : 1;
@@ -185,7 +226,9 @@ int uf_shm_create(void)
 	off += DEPOT_ARENA;
 	uint64_t slots_off = align_up(off, 4096);
 	off = slots_off + slots * sizeof(struct uf_shm_slot);
-	uint64_t size = align_up(off, 4096);
+	uint64_t page = uf_pool.page ? uf_pool.page : 4096;
+	uint64_t hot_off = align_up(off, page);
+	uint64_t size = hot_off + page;
 
 	const char *rd = getenv("UFENCE_RUN_DIR");
 	struct uf_buf b = {uf_shm.dir, 0, sizeof uf_shm.dir};
@@ -261,6 +304,11 @@ int uf_shm_create(void)
 	h->modules_off = modules_off;
 	h->modules_capacity = MODULES_CAP;
 	uf_strlcpy(h->report_dir, uf_proc.report_dir, sizeof h->report_dir);
+	uf_shm.hot_off = hot_off;
+	if (uf_shm.file && hot_map(fd) == 0) {
+		h->hot_off = hot_off;
+		h->hot_size = (uint32_t)page;
+	}
 	if (!uf_shm.file)
 		uf_stat_set(UF_STAT_degraded, UF_DEGRADED_NO_SHM);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
@@ -327,6 +375,8 @@ void uf_shm_after_fork(void)
 			mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, old, 0);
 			close(old);
 		}
+		/* the parent's hot page must not stay shared with us */
+		hot_private();
 		uf_shm.file = 0;
 		uf_shm.path[0] = 0;
 		uf_shm.fd = -1;
@@ -360,6 +410,10 @@ void uf_shm_after_fork(void)
 	mmap(uf_shm.map, uf_shm.size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, fd, 0);
 	if (old >= 0)
 		close(old);
+	/* the hot page too: until now it was the parent's (or, after a failed
+	 * exec, our old file's) */
+	if (uf_shm.hot && hot_map(fd))
+		uf_shm.hdr->hot_off = 0;
 	uf_shm.fd = fd;
 	remember_fd(fd);
 	fill_identity(uf_shm.hdr);
@@ -379,6 +433,17 @@ void uf_shm_republish(void)
 int uf_shm_fault(uintptr_t addr)
 {
 	uintptr_t base = (uintptr_t)uf_shm.map;
+	size_t page = uf_pool.page ? uf_pool.page : 4096;
+	if (uf_shm.hot && addr - (uintptr_t)&uf_hot < page) {
+		/* the hot page went with the truncated part: a private one, the
+		 * gate from the private mode (hot_private cannot read the old) */
+		mmap((void *)&uf_hot, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+		uf_hot.gate = uf_mode;
+		uf_shm.hot = 0;
+		if (uf_shm.stats)
+			__atomic_fetch_or(&uf_shm.stats[UF_STAT_degraded], UF_DEGRADED_NO_SHM, __ATOMIC_RELAXED);
+		return 1;
+	}
 	if (!base || addr < base || addr >= base + uf_shm.size || !uf_shm.file)
 		return 0;
 	struct stat st;

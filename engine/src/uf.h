@@ -77,7 +77,29 @@ void uf_settings_publish(void);              /* copy current values into the shm
 
 /* ---- sampling and filters (sample.c) ---- */
 enum uf_gate_mode { UF_GATE_OFF = 0, UF_GATE_FULL = 1, UF_GATE_RATE = 2, UF_GATE_INTERVAL = 3 };
-extern volatile int uf_gate;                 /* the one global the fast path tests */
+/*
+ * The one word the fast path tests, alone on a page of our .bss so that
+ * shm.c can map the shm file's hot page over it: then a CLI can set the wake
+ * half through the file and the next allocation takes the slow path, which
+ * applies the request; an engine in off mode needs no thread (a second
+ * thread alone makes glibc take its multi-threaded malloc paths). The gate
+ * is only a hint ("take the slow path"): anyone with the file can write it,
+ * so the real mode is uf_mode, private.
+ */
+#define UF_HOT_ALIGN 65536                   /* the largest page size we run on */
+union uf_hot {
+	struct {
+		volatile int32_t gate;       /* nonzero: slow path (engine writes) */
+		volatile uint32_t wake;      /* nonzero: a request waits (CLI writes) */
+	};
+	volatile uint64_t word;              /* gate | wake, one load */
+	char pad[UF_HOT_ALIGN];
+};
+extern union uf_hot uf_hot UF_HIDDEN;
+extern int uf_mode;                          /* enum uf_gate_mode, private */
+#define uf_gate (uf_hot.word)                /* fast-path test: nonzero = slow path */
+void uf_sample_poll_wake(void);              /* slow path saw wake: apply a request */
+extern _Atomic int uf_forking;               /* between atfork prepare and parent/child */
 extern _Atomic int uf_interval_tokens;
 extern int uf_sample_rate;
 extern __thread int32_t uf_tls_countdown __attribute__((tls_model("initial-exec")));
@@ -115,7 +137,7 @@ struct uf_real {
 	size_t (*malloc_usable_size)(void *);
 	int (*sigaction)(int, const void *, void *);
 };
-extern struct uf_real uf_real;
+extern struct uf_real uf_real UF_HIDDEN;
 void uf_resolve(void);
 int uf_arena_owns(const void *p);
 
@@ -154,7 +176,7 @@ struct uf_pool {
 	_Atomic uint32_t live;
 	int ok;
 };
-extern struct uf_pool uf_pool;
+extern struct uf_pool uf_pool UF_HIDDEN;
 /* single range compare used by free(): arena and pool together */
 static inline int uf_owns(const void *p)
 {
@@ -206,6 +228,8 @@ struct uf_shm {
 	char *depot_arena;
 	struct uf_shm_module *modules;
 	uint64_t settings_off, request_off;  /* private copies: never read back */
+	uint64_t hot_off;      /* the hot page in the file (0 = none) */
+	int hot;               /* 1 = uf_hot is mapped from the file */
 	int fd;
 	int file;              /* 1 = a real file in the run dir */
 	char path[UF_PATH_LEN];
@@ -284,8 +308,12 @@ void uf_report_atfork_lock(void);
 void uf_report_atfork_unlock(void);
 
 /* ---- control (control.c) ---- */
-int uf_control_start(void);
+int uf_control_start(void);                  /* once; later calls return 0 */
+int uf_control_needed(const struct uf_value *v); /* settings v need the thread */
 void uf_control_wake(void);
+void uf_control_poll(void);                  /* apply a pending request, if any */
+void uf_control_atfork_child(void);
+extern _Atomic int uf_control_running;
 
 /* ---- init and process (init.c) ---- */
 struct uf_proc {

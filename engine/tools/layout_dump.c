@@ -119,6 +119,9 @@ int main(void)
 	F(uf_shm_header, modules_seq);
 	F(uf_shm_header, bugs_seen);
 	F(uf_shm_header, report_dir);
+	F(uf_shm_header, hot_off);
+	F(uf_shm_header, hot_size);
+	F(uf_shm_header, control_thread);
 	end();
 
 	printf(",\n  \"stats\": [");

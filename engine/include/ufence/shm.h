@@ -201,6 +201,21 @@ struct uf_shm_header {
 	/* bugs */
 	uint64_t bugs_seen;             /* == stats total_bugs, kept for old readers */
 	char report_dir[UF_PATH_LEN];   /* where JSON reports go */
+
+	/*
+	 * Hot page (added after version 1 shipped; readers check header_size).
+	 * The page at hot_off is mapped MAP_SHARED over the engine's own copy
+	 * of the word its malloc fast path tests, so a CLI can wake an engine
+	 * that runs no thread: u32 at hot_off + 0 is the gate (engine writes,
+	 * nonzero = take the slow path), u32 at hot_off + 4 is the wake word
+	 * (CLI writes nonzero after request_seq++; the next allocation applies
+	 * the request and clears it). Nothing read there is trusted: a bad
+	 * value only sends allocations down the slow path. hot_off = 0: no hot
+	 * page; only the control thread (futex on request_seq) applies requests.
+	 */
+	uint64_t hot_off;
+	uint32_t hot_size;              /* bytes (one page) */
+	uint32_t control_thread;        /* 1 once the engine's control thread runs */
 };
 
 #endif

@@ -43,8 +43,21 @@ def _futex_wake(addr: int) -> None:
                  None, None, ctypes.c_int(0))
 
 
+def _wake(w: ShmFile, h: L.Header) -> bool:
+    """Set the wake word of the engine's hot page, so that its next allocation applies the request
+    (an engine in off mode runs no control thread to wake). False if the file has no hot page."""
+    size = os.fstat(w.fd).st_size
+    off = h.hot_off if h.header_size >= ctypes.sizeof(L.Header) else 0
+    if not off or off % 4096 or off + 8 > size:
+        return False
+    assert w.mm is not None
+    ctypes.c_uint32.from_buffer(w.mm, off + 4).value = 1  # one aligned 32-bit store
+    return True
+
+
 class ProcessBackend:
     name = "process"
+    last_set_queued = False  # set(): not yet applied; the target's next allocation applies it
 
     def __init__(self, pid: int, path: Path | None = None, uid: int | None = None) -> None:
         self.pid = pid
@@ -112,15 +125,23 @@ class ProcessBackend:
                 mask = 0
                 for idx in canon:
                     mask |= 1 << idx
+                if w.get("request_seq") != w.get("ack_seq"):
+                    mask |= w.get("request_mask")  # an earlier change still queued: it stays in
                 w.put_u64("request_mask", mask)
                 seq = (w.get("request_seq") + 1) & 0xFFFFFFFF
                 w.put_u32("request_seq", seq)
                 _futex_wake(w.field_address("request_seq"))
+                hot = _wake(w, h)
                 deadline = time.monotonic() + ACK_TIMEOUT
+                self.last_set_queued = False
                 while w.get("ack_seq") != seq:
                     if time.monotonic() > deadline:
                         if not self.alive():
                             raise TargetGone(f"process {self.pid} exited before applying the change")
+                        if hot and not w.get("control_thread"):
+                            # an engine in off mode runs no thread: the next allocation applies it
+                            self.last_set_queued = True
+                            return {k: canon[S.by_name(k).index][1] for k in changes}
                         raise UfenceError(f"process {self.pid} did not apply the change within {ACK_TIMEOUT:g} s "
                                           "(its engine's control thread is not running)")
                     time.sleep(0.001)

@@ -103,6 +103,7 @@ class Header(ctypes.Structure):
         ("module_size", _u32), ("modules_count", _u32), ("modules_off", _u64),
         ("modules_capacity", _u32), ("modules_seq", _u32),
         ("bugs_seen", _u64), ("report_dir", ctypes.c_char * PATH_LEN),
+        ("hot_off", _u64), ("hot_size", _u32), ("control_thread", _u32),
     ]
 
 
