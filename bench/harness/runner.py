@@ -40,7 +40,8 @@ def run_case(ctx: Context, wl: Workload, case: Case, configs: list[Config], reps
             skipped[n] = why
     live = [n for n in names if n not in skipped]
     order_log: list[str] = []
-    for rep in range(min(reps, case.reps or reps)):
+    reps = min(reps, case.reps or reps)
+    for rep in range(reps):
         k = rep % len(live) if live else 0
         for n in live[k:] + live[:k]:
             if runs[n] and runs[n][-1].status not in MEASURED:

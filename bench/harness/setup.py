@@ -74,6 +74,9 @@ def engine(build_dir: Path) -> tuple[str | None, str]:
         if not os.path.isfile(given):
             raise BenchError(f"UFENCE_ENGINE={given}: no such file")
         return given, f"UFENCE_ENGINE={given}"
+    installed = _installed_engine()
+    if installed:
+        return installed, f"installed package engine {installed}"
     if not list((ROOT / "engine" / "src").glob("*.c")):
         return None, "engine/src is empty"
     cfg = proc.run(["cmake", "-S", str(ROOT), "-B", str(build_dir), "-DCMAKE_BUILD_TYPE=Release"], timeout=300)
@@ -84,6 +87,20 @@ def engine(build_dir: Path) -> tuple[str | None, str]:
     if b.rc != 0 or not lib.exists():
         return None, "engine build failed: " + (b.stdout + b.stderr).strip()[-300:]
     return str(lib), f"built from {git_head()} into {build_dir}"
+
+
+def _installed_engine() -> str | None:
+    """The engine of an installed ufence package (pip install .), if there is one."""
+    try:
+        from ufence.engine import library_path
+        from ufence.errors import UfenceError
+    except ImportError:
+        return None
+    try:
+        path = library_path()
+    except (UfenceError, OSError):
+        return None
+    return str(path) if path.is_file() else None
 
 
 def helpers(out: Path) -> dict[str, str]:
