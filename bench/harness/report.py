@@ -134,6 +134,9 @@ def write(out: Path, docs_dir: Path, quick: bool, note: str = "") -> tuple[Path,
         "it started on exit.",
         "",
     ]
+    summary = Path(__file__).resolve().parents[1] / "summary.md"  # hand-written reading of the run
+    if summary.exists() and not quick:
+        lines += [summary.read_text().strip(), ""]
     lines += targets.section(docs)
     lines += ["", f"![chart: each configuration as % of no engine]({png.name})", "", chart_note, ""]
     for doc in docs:
