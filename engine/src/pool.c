@@ -28,6 +28,12 @@
 #define CANARY_U64 0xadacafaea9a8abaaull
 #define BLOOM_BITS 16
 
+/* The canary of any 8-aligned run, so the aligned middle of the slack is
+ * filled and checked by the C library's memcpy/memcmp (vector loops), not
+ * word by word; the unaligned ends and the first bad byte stay exact. */
+#define PAT_BYTES 4096u
+static uint64_t canary_pat[PAT_BYTES / 8];
+
 struct uf_pool uf_pool;
 char *uf_arena_base;
 size_t uf_arena_size;
@@ -67,6 +73,8 @@ int uf_pool_reserve(void)
 	if (!page)
 		page = 4096;
 	uf_pool.page = page;
+	for (size_t k = 0; k < PAT_BYTES / 8; k++)
+		canary_pat[k] = CANARY_U64;
 	uint64_t slots = 16777215;   /* num_objects' maximum in settings.def */
 	void *m = MAP_FAILED;
 	size_t total = 0;
@@ -198,9 +206,12 @@ static void fill_canary(uintptr_t from, uintptr_t to)
 {
 	while (from < to && (from & 7))
 		*(volatile uint8_t *)from = canary_byte(from), from++;
-	while (from + 8 <= to) {
-		*(uint64_t *)from = CANARY_U64;
-		from += 8;
+	while (to - from >= 8 && from < to) {
+		size_t n = (to - from) & ~(uintptr_t)7;
+		if (n > PAT_BYTES)
+			n = PAT_BYTES;
+		memcpy((void *)from, canary_pat, n);
+		from += n;
 	}
 	while (from < to)
 		*(volatile uint8_t *)from = canary_byte(from), from++;
@@ -213,10 +224,16 @@ static int scan_canary(uintptr_t from, uintptr_t to, uintptr_t *bad)
 			goto found;
 		from++;
 	}
-	while (from + 8 <= to) {
-		if (*(uint64_t *)from != CANARY_U64)
+	while (from < to && to - from >= 8) {
+		size_t n = (to - from) & ~(uintptr_t)7;
+		if (n > PAT_BYTES)
+			n = PAT_BYTES;
+		if (memcmp((const void *)from, canary_pat, n)) {
+			while (*(const uint64_t *)from == CANARY_U64)
+				from += 8;       /* the bad word; the loop below finds the byte */
 			break;
-		from += 8;
+		}
+		from += n;
 	}
 	for (; from < to; from++)
 		if (*(uint8_t *)from != canary_byte(from))
@@ -309,7 +326,7 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	int64_t thresh = uf_cur[UF_SET_skip_covered_thresh].v;
 	/* skip-covered is a sampling heuristic: as in Anolis, full mode guards
 	 * every allocation while the pool lasts */
-	if (uf_gate != UF_GATE_FULL && limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit &&
+	if (uf_mode != UF_GATE_FULL && limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit &&
 	    bloom_has(ch)) {
 		uf_stat_add(UF_STAT_skipped_covered, 1);
 		return NULL;

@@ -86,7 +86,10 @@ enum uf_gate_mode { UF_GATE_OFF = 0, UF_GATE_FULL = 1, UF_GATE_RATE = 2, UF_GATE
  * is only a hint ("take the slow path"): anyone with the file can write it,
  * so the real mode is uf_mode, private.
  */
-#define UF_HOT_ALIGN 65536                   /* the largest page size we run on */
+/* 4 KiB: a larger alignment would give .bss a LOAD segment of its own, which
+ * valgrind cannot attribute to the library. Larger pages: uf_hot is not mapped
+ * (shm.c checks) and the control thread always runs. */
+#define UF_HOT_ALIGN 4096
 union uf_hot {
 	struct {
 		volatile int32_t gate;       /* nonzero: slow path (engine writes) */
