@@ -7,30 +7,28 @@
  * going up. Starting from the caller's frame leaves the engine's own frames
  * out of every stack.
  */
-#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "uf.h"
 
+/* The bounds of the stack this thread runs on: the mapping that holds the
+ * current stack pointer. Read from /proc/self/maps (once per thread), never
+ * with pthread_getattr_np: that allocates while holding the thread's lock,
+ * so a program calling it whose realloc gets guarded would wait on itself. */
 static void learn_bounds(void)
 {
-	pthread_attr_t at;
-	void *lo;
-	size_t sz;
-	int in = uf_tls.in_engine;
-	uf_tls.in_engine = 1;      /* pthread_getattr_np may allocate */
+	struct uf_maps_line ml;
+	char path[32];
+	uintptr_t sp = (uintptr_t)__builtin_frame_address(0);
 	uf_tls.stack_known = -1;
-	if (pthread_getattr_np(pthread_self(), &at) == 0) {
-		if (pthread_attr_getstack(&at, &lo, &sz) == 0) {
-			uf_tls.stack_lo = (uintptr_t)lo;
-			uf_tls.stack_hi = (uintptr_t)lo + sz;
-			uf_tls.stack_known = 1;
-		}
-		pthread_attr_destroy(&at);
+	if (uf_maps_find(sp, &ml, path, sizeof path)) {
+		uf_tls.stack_lo = ml.start;
+		uf_tls.stack_hi = ml.end;
+		uf_tls.stack_known = 1;
 	}
-	uf_tls.in_engine = in;
 }
 
 static int walk(uintptr_t f, uintptr_t lo, uintptr_t hi, uintptr_t *out, int n, int max)

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "maps.h"
 #include "uf.h"
 
 #define MAX_MODULES 512
@@ -282,100 +283,17 @@ int uf_filter_caller(uintptr_t caller)
 
 
 /* ---- modules the table does not know yet (dlopen'ed since the last
- * refresh): found in /proc/self/maps with open/read, safe in a handler ---- */
-static uintptr_t parse_hex(const char **p)
-{
-	uintptr_t v = 0;
-	for (;; (*p)++) {
-		char c = **p;
-		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-		if (d < 0)
-			return v;
-		v = v * 16 + (uintptr_t)d;
-	}
-}
-
-struct maps_line {
-	uintptr_t start, end, off;
-	int exec;
-	const char *path;
-	size_t pathlen;
-};
-
-static int parse_line(const char *l, size_t n, struct maps_line *ml)
-{
-	const char *p = l, *e = l + n;
-	ml->start = parse_hex(&p);
-	if (*p++ != '-')
-		return -1;
-	ml->end = parse_hex(&p);
-	/* perms, offset */
-	while (p < e && *p == ' ')
-		p++;
-	ml->exec = p + 2 < e && p[2] == 'x';
-	while (p < e && *p != ' ')
-		p++;
-	while (p < e && *p == ' ')
-		p++;
-	ml->off = parse_hex(&p);
-	for (int f = 0; f < 2; f++) {      /* dev, inode */
-		while (p < e && *p == ' ')
-			p++;
-		while (p < e && *p != ' ')
-			p++;
-	}
-	while (p < e && *p == ' ')
-		p++;
-	ml->path = p;
-	ml->pathlen = (size_t)(e - p);
-	return 0;
-}
-
+ * refresh): found in /proc/self/maps (maps.c), safe in a handler ---- */
 static void file_layout(const char *path, uintptr_t fileoff, uintptr_t *vaddr, struct uf_module *m);
 
 static int module_from_maps(uintptr_t pc, struct uf_module *m)
 {
-	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	char buf[4096];
-	size_t have = 0;
-	int found = 0;
-	struct maps_line hit;
+	struct uf_maps_line hit;
 	memset(m, 0, sizeof *m);
-	while (!found) {
-		ssize_t r = read(fd, buf + have, sizeof buf - have);
-		if (r <= 0)
-			break;
-		have += (size_t)r;
-		size_t pos = 0;
-		for (;;) {
-			char *nl = memchr(buf + pos, '\n', have - pos);
-			if (!nl)
-				break;
-			size_t n = (size_t)(nl - (buf + pos));
-			struct maps_line ml;
-			if (parse_line(buf + pos, n, &ml) == 0 && pc >= ml.start && pc < ml.end) {
-				if (ml.pathlen && ml.path[0] == '/') {
-					hit = ml;
-					size_t c = ml.pathlen < UF_PATH_LEN - 1 ? ml.pathlen : UF_PATH_LEN - 1;
-					memcpy(m->path, ml.path, c);
-					m->path[c] = 0;
-					found = 1;
-				}
-				found |= 2;
-				break;
-			}
-			pos += n + 1;
-		}
-		memmove(buf, buf + pos, have - pos);
-		have -= pos;
-		if (have == sizeof buf)
-			have = 0;         /* an absurd line: drop it */
-	}
-	close(fd);
-	if (!(found & 1))
+	if (!uf_maps_find(pc, &hit, m->path, sizeof m->path) || hit.path[0] != '/') {
+		m->path[0] = 0;
 		return 0;
+	}
 	uintptr_t fileoff = hit.off + (pc - hit.start), vaddr = fileoff;
 	file_layout(m->path, fileoff, &vaddr, m);
 	m->base = pc - vaddr;

@@ -107,3 +107,14 @@ def test_closed_and_reused_fd_survives_fork(cc: Callable[..., Path], tmp_path: P
     assert proc.returncode == 0, proc.stderr
     assert "child 0, parent fd intact" in proc.stdout, proc.stdout + proc.stderr
     assert reports == []
+
+
+@pytest.mark.parametrize("options", ["sample_interval=-1", "sample_rate=1", "sample_rate=2"])
+def test_program_asking_its_stack_bounds_does_not_deadlock(cc: Callable[..., Path], tmp_path: Path,
+                                                           options: str) -> None:
+    """Regression: stack-bound discovery through pthread_getattr_np deadlocked in mariadbd."""
+    binary = cc(PROGS / "getattr.c")
+    proc, reports = run(binary, options=options, tmp=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "done"
+    assert reports == []
