@@ -152,9 +152,20 @@ def run(args: argparse.Namespace) -> int:
         from ufence.formats.prometheus import write_atomic
 
         write_atomic(Path(args.output), data)
-        return 0
-    if args.format == "pprof" and sys.stdout.isatty():
-        raise UsageError("pprof output is binary: use -o FILE")
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    else:
+        if args.format == "pprof" and sys.stdout.isatty():
+            raise UsageError("pprof output is binary: use -o FILE")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    _print_notices(args)
     return 0
+
+
+def _print_notices(args: argparse.Namespace) -> None:
+    """What symbolization could not do (missing debug info, other builds), after the output."""
+    if args.no_symbolize:
+        return
+    from ufence.symbolize import notices
+
+    for note in notices():
+        print(f"ufence: note: {note}", file=sys.stderr)
