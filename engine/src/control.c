@@ -56,9 +56,21 @@ void uf_control_wake(void)
 		futex_wake(&uf_shm.hdr->request_seq, 1);
 }
 
+/* what the thread keeps fresh; also done on every request, for an engine
+ * that runs no thread */
+void uf_control_housekeep(void)
+{
+	struct uf_shm_header *h = uf_shm.hdr;
+	if (!h)
+		return;
+	__atomic_store_n(&h->heartbeat_ns, uf_now_ns(), __ATOMIC_RELAXED);
+	uf_stat_set(UF_STAT_metadata_bytes, h->slots_off + (uint64_t)uf_pool.initialized * sizeof(struct uf_shm_slot));
+}
+
 static void respond(uint32_t seq, int status, const char *msg)
 {
 	struct uf_shm_header *h = uf_shm.hdr;
+	uf_control_housekeep();
 	h->response_status = status;
 	memset(h->response_msg, 0, sizeof h->response_msg);
 	uf_strlcpy(h->response_msg, msg, sizeof h->response_msg);
@@ -150,8 +162,7 @@ static void *control_main(void *arg)
 			uf_modules_refresh(0);
 			last_modules = now;
 		}
-		__atomic_store_n(&h->heartbeat_ns, now, __ATOMIC_RELAXED);
-		uf_stat_set(UF_STAT_metadata_bytes, h->slots_off + (uint64_t)uf_pool.initialized * sizeof(struct uf_shm_slot));
+		uf_control_housekeep();
 		futex_wait(&h->request_seq, seq, wait, uf_shm.file);
 	}
 	return NULL;

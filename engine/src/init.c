@@ -241,6 +241,7 @@ __attribute__((constructor(101))) static void uf_ctor(void)
 	/* off mode runs no thread (control.c); a later request starts it */
 	if (uf_control_needed(uf_cur))
 		uf_control_start();
+	uf_control_housekeep();
 	uf_sample_configure();
 	uf_tls.in_engine = 0;
 }

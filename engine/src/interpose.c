@@ -287,18 +287,23 @@ UF_EXPORT void free(void *p)
 	uf_real.free(p);
 }
 
-UF_EXPORT void *calloc(size_t n, size_t m)
+/* the overflow check only where we may allocate: the next allocator makes
+ * its own, so calloc's off path stays a test and a jump */
+static UF_NOINLINE void *calloc_slow(size_t n, size_t m, uintptr_t ra, uintptr_t fa)
 {
 	size_t t;
 	if (UF_UNLIKELY(__builtin_mul_overflow(n, m, &t))) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (UF_UNLIKELY(uf_gate)) {
-		void *p = uf_sampled(t, 0, 1, RA(), FA());
-		if (p)
-			return p;
-	}
+	void *p = uf_sampled(t, 0, 1, ra, fa);
+	return p ? p : uf_real.calloc(n, m);
+}
+
+UF_EXPORT void *calloc(size_t n, size_t m)
+{
+	if (UF_UNLIKELY(uf_gate))
+		return calloc_slow(n, m, RA(), FA());
 	return uf_real.calloc(n, m);
 }
 

@@ -316,6 +316,7 @@ int uf_control_needed(const struct uf_value *v); /* settings v need the thread *
 void uf_control_wake(void);
 void uf_control_poll(void);                  /* apply a pending request, if any */
 void uf_control_atfork_child(void);
+void uf_control_housekeep(void);             /* heartbeat, metadata_bytes */
 extern _Atomic int uf_control_running;
 
 /* ---- init and process (init.c) ---- */
