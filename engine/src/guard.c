@@ -6,6 +6,7 @@
  * protected page, ~32k live objects at most). `guard=` forces either.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -19,6 +20,34 @@
 #endif
 
 int uf_guard_mech;
+uint32_t uf_guard_live_cap = UINT32_MAX;
+
+/* mprotect splits the pool's mapping around every accessible object page:
+ * about two VMAs per live guarded object, counted against vm.max_map_count,
+ * which the program itself needs too (jemalloc in redis failed its own mmap
+ * once the engine had taken them all). Keep a quarter of the limit, and at
+ * least 4096 maps, for the program; past the cap allocations go to the next
+ * allocator and count as skipped (capacity). Guard regions need no VMAs. */
+static uint32_t mprotect_live_cap(void)
+{
+	long max = 65530;
+	int fd = open("/proc/sys/vm/max_map_count", O_RDONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		char buf[32];
+		ssize_t n = read(fd, buf, sizeof buf - 1);
+		close(fd);
+		if (n > 0) {
+			long v = 0;
+			for (ssize_t i = 0; i < n && buf[i] >= '0' && buf[i] <= '9'; i++)
+				v = v * 10 + (buf[i] - '0');
+			if (v > 0)
+				max = v;
+		}
+	}
+	long keep = max / 4 > 4096 ? max / 4 : 4096;
+	long cap = (max - keep) / 2;
+	return cap > 0 ? (uint32_t)cap : 0;
+}
 
 static int madv(uintptr_t a, size_t len, int advice)
 {
@@ -55,6 +84,7 @@ int uf_guard_init(int want)
 		return -1;
 	} else {
 		uf_guard_mech = UF_GUARD_MPROTECT;
+		uf_guard_live_cap = mprotect_live_cap();
 	}
 	uf_stat_set(UF_STAT_guard_mechanism, (uint64_t)uf_guard_mech);
 	return 0;

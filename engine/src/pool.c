@@ -315,7 +315,8 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	if (!uf_pool.ok)
 		return NULL;
 	/* pool full: say so without a stack walk or the lock (racy, harmless) */
-	if (atomic_load_explicit(&uf_pool.live, memory_order_relaxed) >= uf_pool.limit) {
+	uint32_t live = atomic_load_explicit(&uf_pool.live, memory_order_relaxed);
+	if (live >= uf_pool.limit || live >= uf_guard_live_cap) {
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
 		return NULL;
 	}
@@ -550,8 +551,13 @@ void uf_pool_check_all(void)
 		b.has_object = 1;
 		b.slot = i;
 		b.obj = *m;
-		memcpy(b.frames, frames, (size_t)n * sizeof *frames);
-		b.nframes = n;
+		/* No access happened at exit: the useful stack (and the title's
+		 * function) is where the object came from, not the engine's exit hook. */
+		b.nframes = uf_depot_get(m->alloc_stack, b.frames, UF_MAX_FRAMES);
+		if (b.nframes <= 0) {
+			memcpy(b.frames, frames, (size_t)n * sizeof *frames);
+			b.nframes = n;
+		}
 		b.at_exit = 1;
 		uf_report(&b);
 	}

@@ -205,6 +205,7 @@ int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
 /* ---- guard (guard.c) ---- */
 enum { UF_GUARD_MADVISE = 1, UF_GUARD_MPROTECT = 2 };
 extern int uf_guard_mech;
+extern uint32_t uf_guard_live_cap;          /* live guarded objects the mechanism allows */
 int uf_guard_init(int want);                 /* want: 0 auto, 1 madvise, 2 mprotect */
 int uf_guard_protect(uintptr_t addr, size_t len);
 int uf_guard_unprotect(uintptr_t addr, size_t len);

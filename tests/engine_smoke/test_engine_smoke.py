@@ -118,3 +118,12 @@ def test_program_asking_its_stack_bounds_does_not_deadlock(cc: Callable[..., Pat
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "done"
     assert reports == []
+
+
+def test_mprotect_fallback_leaves_map_count_to_the_program(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """Regression: guarding 40k objects with mprotect took every VMA and the program's own mmap failed."""
+    binary = cc(PROGS / "mapcap.c")
+    proc, reports = run(binary, options="sample_interval=-1:guard=mprotect:num_objects=50000", tmp=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "own mappings failed: 0" in proc.stdout
+    assert reports == []
