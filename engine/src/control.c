@@ -145,12 +145,20 @@ static void *control_main(void *arg)
 		uint64_t wait = 50000000ull;   /* a CLI that forgets FUTEX_WAKE still sees < 100 ms */
 		int interval = iv > 0 && uf_cur[UF_SET_sample_rate].v == 0;
 		if (interval) {
-			if (!next_tick || now >= next_tick) {
-				uf_sample_tick();
-				next_tick = now + (uint64_t)iv * 1000000ull;
+			/* As KFENCE: the next gate opens sample_interval ms after the
+			 * previous one was taken, not on a fixed clock, so a process
+			 * that rarely allocates is not woken every interval for nothing.
+			 * The allocation that takes the last token wakes this thread. */
+			if (atomic_load(&uf_interval_tokens) <= 0) {
+				if (!next_tick)
+					next_tick = now + (uint64_t)iv * 1000000ull;
+				if (now >= next_tick) {
+					uf_sample_tick();
+					next_tick = 0;
+				} else if (next_tick - now < wait) {
+					wait = next_tick - now;
+				}
 			}
-			if (next_tick - now < wait)
-				wait = next_tick - now;
 		} else {
 			next_tick = 0;
 		}

@@ -217,8 +217,12 @@ UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller
 			close_interval_gate();
 			return NULL;
 		}
-		if (t == 1)
+		if (t == 1) {
 			close_interval_gate();
+			/* the interval counts from this sample, as KFENCE's timer
+			 * waits for the gate to be taken: wake the control thread */
+			uf_control_wake();
+		}
 	}
 	uf_tls.in_engine = 1;
 	void *p = uf_pool_alloc(size, align, zero, caller, fp);

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +129,49 @@ def test_mprotect_fallback_leaves_map_count_to_the_program(cc: Callable[..., Pat
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "own mappings failed: 0" in proc.stdout
     assert reports == []
+
+
+def _start(binary: Path, arg: str, options: str, tmp: Path) -> subprocess.Popen[str]:
+    env = dict(os.environ)
+    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": options,
+                "UFENCE_REPORT_DIR": str(tmp / "reports"), "UFENCE_RUN_DIR": str(tmp / "run")})
+    proc = subprocess.Popen([str(binary), arg], stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def _voluntary_switches(pid: int) -> int:
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def test_interval_gate_waits_to_be_taken(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """An idle process at sample_interval=1 is not woken a thousand times a second (KFENCE's gate)."""
+    proc = _start(cc(PROGS / "interval.c"), "idle", "sample_interval=1", tmp_path)
+    try:
+        before = _voluntary_switches(proc.pid)
+        time.sleep(1.0)
+        woken = _voluntary_switches(proc.pid) - before
+    finally:
+        proc.kill()
+        proc.wait()
+    assert woken < 200, f"{woken} wake-ups in 1 s of idling"
+
+
+def test_interval_sampling_guards_about_one_per_interval(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """1 s of allocations at sample_interval=5: about 200 guarded, never much more."""
+    proc = _start(cc(PROGS / "interval.c"), "busy", "sample_interval=5", tmp_path)
+    try:
+        out = subprocess.run([sys.executable, "-m", "ufence", "stats", str(proc.pid), "--json"],
+                             capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.returncode == 0, out.stderr
+    guarded = json.loads(out.stdout)["counters"]["total_allocations"]
+    assert 20 <= guarded <= 1.3 * 200 + 2, guarded
