@@ -31,6 +31,28 @@ struct collect {
 	int n;
 };
 
+/* The GNU build id in a PT_NOTE segment [p, end), in memory or in a mapped
+ * file; fills m and returns 1 when found. Bounds-checked: notes come from
+ * files we do not trust. */
+static int note_build_id(const char *p, const char *end, struct uf_module *m)
+{
+	while (p + sizeof(ElfW(Nhdr)) <= end) {
+		const ElfW(Nhdr) *nh = (const void *)p;
+		const char *name = p + sizeof *nh;
+		const char *desc = name + ((nh->n_namesz + 3) & ~3u);
+		if (desc > end || nh->n_descsz > (size_t)(end - desc))
+			return 0;
+		if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
+			uint32_t n = nh->n_descsz < UF_BUILD_ID_MAX ? nh->n_descsz : UF_BUILD_ID_MAX;
+			memcpy(m->build_id, desc, n);
+			m->build_id_len = n;
+			return 1;
+		}
+		p = desc + ((nh->n_descsz + 3) & ~3u);
+	}
+	return 0;
+}
+
 static void build_id_of(struct dl_phdr_info *info, struct uf_module *m)
 {
 	for (int i = 0; i < info->dlpi_phnum; i++) {
@@ -38,21 +60,8 @@ static void build_id_of(struct dl_phdr_info *info, struct uf_module *m)
 		if (ph->p_type != PT_NOTE)
 			continue;
 		const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr);
-		const char *end = p + ph->p_memsz;
-		while (p + sizeof(ElfW(Nhdr)) <= end) {
-			const ElfW(Nhdr) *nh = (const void *)p;
-			const char *name = p + sizeof *nh;
-			const char *desc = name + ((nh->n_namesz + 3) & ~3u);
-			if (desc + nh->n_descsz > end)
-				break;
-			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-				uint32_t n = nh->n_descsz < UF_BUILD_ID_MAX ? nh->n_descsz : UF_BUILD_ID_MAX;
-				memcpy(m->build_id, desc, n);
-				m->build_id_len = n;
-				return;
-			}
-			p = desc + ((nh->n_descsz + 3) & ~3u);
-		}
+		if (note_build_id(p, p + ph->p_memsz, m))
+			return;
 	}
 }
 
@@ -387,21 +396,8 @@ static void file_layout(const char *path, uintptr_t fileoff, uintptr_t *vaddr, s
 			*vaddr = ph[i].p_vaddr + (fileoff - ph[i].p_offset);
 		if (ph[i].p_type != PT_NOTE || ph[i].p_offset + ph[i].p_filesz > f->size || m->build_id_len)
 			continue;
-		const char *p = (const char *)f->map + ph[i].p_offset, *end = p + ph[i].p_filesz;
-		while (p + sizeof(ElfW(Nhdr)) <= end) {
-			const ElfW(Nhdr) *nh = (const void *)p;
-			const char *name = p + sizeof *nh;
-			const char *desc = name + ((nh->n_namesz + 3) & ~3u);
-			if (desc + nh->n_descsz > end)
-				break;
-			if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && memcmp(name, "GNU", 4) == 0) {
-				uint32_t n = nh->n_descsz < UF_BUILD_ID_MAX ? nh->n_descsz : UF_BUILD_ID_MAX;
-				memcpy(m->build_id, desc, n);
-				m->build_id_len = n;
-				break;
-			}
-			p = desc + ((nh->n_descsz + 3) & ~3u);
-		}
+		const char *p = (const char *)f->map + ph[i].p_offset;
+		note_build_id(p, p + ph[i].p_filesz, m);
 	}
 }
 
