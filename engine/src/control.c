@@ -64,7 +64,11 @@ void uf_control_housekeep(void)
 	if (!h)
 		return;
 	__atomic_store_n(&h->heartbeat_ns, uf_now_ns(), __ATOMIC_RELAXED);
-	uf_stat_set(UF_STAT_metadata_bytes, h->slots_off + (uint64_t)uf_pool.initialized * sizeof(struct uf_shm_slot));
+	/* the file's real pages; the slot-array extent only if that is unknown */
+	uint64_t used = uf_shm_resident_bytes();
+	if (!used)
+		used = h->slots_off + (uint64_t)uf_pool.initialized * sizeof(struct uf_shm_slot);
+	uf_stat_set(UF_STAT_metadata_bytes, used);
 }
 
 static void respond(uint32_t seq, int status, const char *msg)

@@ -346,6 +346,17 @@ static int our_fd(void)
 	return -1;
 }
 
+/* Memory the file really holds: it is sparse (room for 16M slots and a
+ * large depot) and on tmpfs, so its allocated blocks are its resident
+ * pages. 0 when the descriptor is no longer ours (then callers estimate). */
+uint64_t uf_shm_resident_bytes(void)
+{
+	struct stat st;
+	if (uf_shm.fd >= 0 && fstat(uf_shm.fd, &st) == 0 && st.st_dev == shm_dev && st.st_ino == shm_ino)
+		return (uint64_t)st.st_blocks * 512u;
+	return 0;
+}
+
 static void copy_range(int fd, uint64_t from, uint64_t len)
 {
 	for (uint64_t o = from; o < from + len && o < uf_shm.size;) {

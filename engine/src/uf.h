@@ -239,6 +239,8 @@ struct uf_shm {
 	char path[UF_PATH_LEN];
 	char dir[UF_PATH_LEN];
 };
+uint64_t uf_shm_resident_bytes(void);        /* 0 = unknown */
+
 extern struct uf_shm uf_shm;
 int uf_shm_create(void);
 void uf_shm_after_fork(void);

@@ -175,3 +175,21 @@ def test_interval_sampling_guards_about_one_per_interval(cc: Callable[..., Path]
     assert out.returncode == 0, out.stderr
     guarded = json.loads(out.stdout)["counters"]["total_allocations"]
     assert 20 <= guarded <= 1.3 * 200 + 2, guarded
+
+
+def test_metadata_memory_is_what_the_state_file_really_holds(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """The state file is sparse (room for 16M slots): the stat must count its pages, not its extent."""
+    proc = _start(cc(PROGS / "interval.c"), "idle", "sample_interval=-1", tmp_path)
+    try:
+        out = subprocess.run([sys.executable, "-m", "ufence", "stats", str(proc.pid), "--json"],
+                             capture_output=True, text=True, timeout=30,
+                             env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+        shm = tmp_path / "run" / f"{proc.pid}.shm"
+        real = shm.stat().st_blocks * 512
+    finally:
+        proc.kill()
+        proc.wait()
+    assert out.returncode == 0, out.stderr
+    meta = json.loads(out.stdout)["extra"]["metadata_bytes"]
+    assert 4096 <= meta <= 1 << 20, meta
+    assert abs(meta - real) <= 64 * 1024, (meta, real)

@@ -49,6 +49,9 @@ def render_stats(stats: Stats) -> str:
         if isinstance(resident, int):
             mem += f", {resident} bytes ({human_bytes(resident)}) resident"
         lines.append(mem)
+    meta = stats.extra.get("metadata_bytes")
+    if isinstance(meta, int):
+        lines.append(f"metadata memory: {meta} bytes ({human_bytes(meta)}) resident (state file)")
     if stats.nodes:
         lines += ["", "node\tobject_size\tpool_size"]
         lines += [f"{n.node:<8d}{n.objects:<16d}{human_bytes(n.bytes)}" for n in stats.nodes]
