@@ -56,6 +56,14 @@ void uf_control_wake(void)
 		futex_wake(&uf_shm.hdr->request_seq, 1);
 }
 
+/* The control thread sleeps on the token word while the interval gate is
+ * open, so the allocation that takes the last token wakes it (no wake can be
+ * lost: the word has changed before the thread would sleep on it). */
+void uf_control_gate_taken(void)
+{
+	futex_wake((uint32_t *)&uf_interval_tokens, 0);
+}
+
 /* what the thread keeps fresh; also done on every request, for an engine
  * that runs no thread */
 void uf_control_housekeep(void)
@@ -175,7 +183,14 @@ static void *control_main(void *arg)
 			last_modules = now;
 		}
 		uf_control_housekeep();
-		futex_wait(&h->request_seq, seq, wait, uf_shm.file);
+		int tokens = atomic_load(&uf_interval_tokens);
+		if (interval && tokens <= 0 && !next_tick)
+			continue;          /* taken since the top of the loop: schedule the next gate now */
+		if (interval && tokens > 0)
+			/* requests are still seen within the 50 ms wait bound */
+			futex_wait((uint32_t *)&uf_interval_tokens, (uint32_t)tokens, wait, 0);
+		else
+			futex_wait(&h->request_seq, seq, wait, uf_shm.file);
 	}
 	return NULL;
 }

@@ -221,7 +221,7 @@ UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller
 			close_interval_gate();
 			/* the interval counts from this sample, as KFENCE's timer
 			 * waits for the gate to be taken: wake the control thread */
-			uf_control_wake();
+			uf_control_gate_taken();
 		}
 	}
 	uf_tls.in_engine = 1;

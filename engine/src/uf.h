@@ -317,6 +317,7 @@ void uf_report_atfork_unlock(void);
 int uf_control_start(void);                  /* once; later calls return 0 */
 int uf_control_needed(const struct uf_value *v); /* settings v need the thread */
 void uf_control_wake(void);
+void uf_control_gate_taken(void);            /* the interval gate's last token went */
 void uf_control_poll(void);                  /* apply a pending request, if any */
 void uf_control_atfork_child(void);
 void uf_control_housekeep(void);             /* heartbeat, metadata_bytes */
