@@ -7,12 +7,11 @@ bytes, not the file name, so a renamed file still loads.
 from __future__ import annotations
 
 import gc
-import gzip
 import json
-import zlib
 from pathlib import Path
 
 from ufence.errors import UfenceError
+from ufence.fileio import gunzip_if_needed
 from ufence.model import Snapshot
 
 
@@ -22,11 +21,7 @@ def load_snapshot(path: str | Path) -> Snapshot:
         raw = p.read_bytes()
     except OSError as e:
         raise UfenceError(f"cannot read snapshot {p}: {e.strerror or e}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise UfenceError(f"{p}: corrupt gzip data: {e}") from None
+    raw = gunzip_if_needed(raw, p)
     # millions of small dicts and no cycles: with the cyclic GC on, parsing a 200k-object
     # snapshot took four times as long (it rescans the growing heap)
     was = gc.isenabled()

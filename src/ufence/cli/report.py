@@ -11,14 +11,13 @@ on stderr naming it; the others are still shown, and the exit code is 1.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import stat
 import sys
-import zlib
 from pathlib import Path
 
 from ufence.errors import UfenceError
+from ufence.fileio import gunzip_if_needed
 from ufence.model import Report
 
 NAME = "report"
@@ -47,11 +46,7 @@ def load_report(path: Path) -> Report:
         raw = path.read_bytes()
     except OSError as e:
         raise UfenceError(f"cannot read {path}: {e.strerror or e}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            raise UfenceError(f"{path}: corrupt or truncated gzip data") from None
+    raw = gunzip_if_needed(raw, path)
     if not raw.strip():
         raise UfenceError(f"{path}: empty file, not a ufence bug report")
     try:
