@@ -71,7 +71,13 @@ def all_configs() -> list[Config]:
         Config(
             "ufence-full",
             "ufence",
-            "ufence full mode, guard regions (MADV_GUARD_INSTALL)",
+            "ufence full mode, the default guard here: guard regions + pages recycled by UFFDIO_MOVE (guard=uffd)",
+            "sample_interval=-1:num_objects={pool}:guard=uffd",
+        ),
+        Config(
+            "ufence-full-madvise",
+            "ufence",
+            "ufence full mode, guard regions only (MADV_GUARD_INSTALL, no userfaultfd)",
             "sample_interval=-1:num_objects={pool}:guard=madvise",
         ),
         Config(

@@ -87,7 +87,7 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
         if doc["workload"] != "sysbench":
             continue
         for case in doc["cases"]:
-            for name in ("ufence-full", "ufence-full-mprotect"):
+            for name in ("ufence-full", "ufence-full-madvise", "ufence-full-mprotect"):
                 b, t = _s(case, "none", "tps"), _s(case, name, "tps")
                 if not b or not t:
                     row(f"`{name}` ≥ 80% of no-engine tps", f"sysbench/{case['name']}", _status(case, name), "n/a")
@@ -141,15 +141,16 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
     lines += ["", "Memory (medians, MiB): peak RSS under full mode against no engine, and ufence's own pool "
               "(object pages resident) and metadata: the engine's `metadata_bytes` stat and the tmpfs pages its "
               "shm file really holds.", "",
-              "| workload / case | RSS none | RSS ufence-full | RSS full-mprotect | pool pages "
+              "| workload / case | RSS none | RSS ufence-full | RSS full-madvise | RSS full-mprotect | pool pages "
               "| metadata (engine stat) | shm file resident |",
-              "|---|---|---|---|---|---|---|"]
+              "|---|---|---|---|---|---|---|---|"]
     for doc in docs:
         rk = "max_rss_mib" if doc["workload"] == "micro" else "rss_mib"
         for case in doc["cases"]:
             if not _s(case, "none", rk):
                 continue
             cells = [_mem(case, n, k, rk) for n, k in (("none", rk), ("ufence-full", rk),
+                                                        ("ufence-full-madvise", rk),
                                                         ("ufence-full-mprotect", rk),
                                                         ("ufence-full", "pool_resident_mib"),
                                                         ("ufence-full", "metadata_mib"),

@@ -3,7 +3,9 @@
  * fault on touch without splitting the VMA, so live objects are not limited
  * by vm.max_map_count; installing discards the page's contents. Older kernels
  * answer EINVAL and the engine falls back to mprotect (one VMA split per
- * protected page, ~32k live objects at most). `guard=` forces either.
+ * protected page, ~32k live objects at most). Where userfaultfd can move
+ * pages, object pages are recycled instead of discarded (uffd.c); guard
+ * pages stay markers. `guard=` forces any of the three.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,7 +77,14 @@ static int probe_madvise(void)
 
 int uf_guard_init(int want)
 {
-	if (want != 2 && probe_madvise()) {
+	if ((want == 0 || want == 3) && probe_madvise() && uf_uffd_init() == 0) {
+		uf_guard_mech = UF_GUARD_UFFD;
+	} else if (want == 3) {
+		static const char msg[] = "ufence: guard=uffd: userfaultfd with UFFDIO_MOVE and guard regions not available\n";
+		uf_write_all(uf_proc.log_fd, msg, sizeof msg - 1);
+		uf_guard_mech = 0;
+		return -1;
+	} else if (want != 2 && probe_madvise()) {
 		uf_guard_mech = UF_GUARD_MADVISE;
 	} else if (want == 1) {
 		static const char msg[] = "ufence: guard=madvise: MADV_GUARD_INSTALL not supported by this kernel\n";
@@ -92,14 +101,14 @@ int uf_guard_init(int want)
 
 int uf_guard_protect(uintptr_t a, size_t len)
 {
-	if (uf_guard_mech == UF_GUARD_MADVISE)
+	if (uf_guard_mech != UF_GUARD_MPROTECT)
 		return madv(a, len, MADV_GUARD_INSTALL);
 	return mprotect((void *)a, len, PROT_NONE);
 }
 
 int uf_guard_unprotect(uintptr_t a, size_t len)
 {
-	if (uf_guard_mech == UF_GUARD_MADVISE)
+	if (uf_guard_mech != UF_GUARD_MPROTECT)
 		return madv(a, len, MADV_GUARD_REMOVE);
 	return mprotect((void *)a, len, PROT_READ | PROT_WRITE);
 }
@@ -109,10 +118,22 @@ int uf_guard_unprotect(uintptr_t a, size_t len)
  * is no moment where the new range is accessible. mprotect: nothing to do. */
 int uf_guard_activate(uintptr_t a, size_t len)
 {
-	if (uf_guard_mech == UF_GUARD_MADVISE) {
+	if (uf_guard_mech != UF_GUARD_MPROTECT) {
 		if (madv(a, len, MADV_GUARD_INSTALL))
 			return -1;
-		return mprotect((void *)a, len, PROT_READ | PROT_WRITE);
+		if (mprotect((void *)a, len, PROT_READ | PROT_WRITE))
+			return -1;
+		/* uffd: object pages keep their markers until first used
+		 * (pool.c); registering makes a page-less slot fault */
+		if (uf_guard_mech == UF_GUARD_UFFD && uf_uffd_register(a, len))
+			uf_uffd_give_up();
+		return 0;
 	}
 	return uf_guard_mech == UF_GUARD_MPROTECT ? 0 : -1;
+}
+
+/* drop a page (guard=uffd: the slot then faults through the userfaultfd) */
+int uf_guard_discard(uintptr_t a, size_t len)
+{
+	return madv(a, len, MADV_DONTNEED);
 }

@@ -172,6 +172,7 @@ static void atfork_child(void)
 {
 	uf_report_atfork_unlock();
 	uf_pool_atfork_child();
+	uf_uffd_atfork_child();
 	uf_modules_atfork_unlock(1);
 	uf_tls.tid = 0;
 	uf_tls.rng = 0;

@@ -10,8 +10,15 @@
  * least-recently-freed slot is reused first and use-after-free stays
  * detectable as long as possible.
  *
- * Locking: one mutex, only on the guarded path, held for freelist and state
- * changes; page protection and canary fills of a popped slot run outside it.
+ * With guard=uffd (uffd.c) a free moves the object's page into the slot
+ * that will be allocated next instead of throwing it away: the oldest
+ * quarantined slots (up to READY_MAX) sit on a second FIFO, "ready", with a
+ * page behind them, and an allocation takes the ready head with no system
+ * call. The price is that use-after-free of those few oldest, about-to-be-
+ * reused objects goes unseen, as it would a moment later anyway.
+ *
+ * Locking: one mutex, only on the guarded path, held for list and state
+ * changes; system calls (protection, moves) and canary fills run outside it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +34,7 @@
 #define NONE UINT32_MAX
 #define CANARY_U64 0xadacafaea9a8abaaull
 #define BLOOM_BITS 16
+#define READY_MAX 64u          /* pages kept behind the next slots to allocate */
 
 /* The canary of any 8-aligned run, so the aligned middle of the slack is
  * filled and checked by the C library's memcpy/memcmp (vector loops), not
@@ -106,6 +114,7 @@ int uf_pool_reserve(void)
 	uf_pool.end = (uintptr_t)m + total;
 	uf_pool.reserved_slots = (uint32_t)slots;
 	uf_pool.free_head = uf_pool.free_tail = NONE;
+	uf_pool.ready_head = uf_pool.ready_tail = NONE;
 	uf_pool.active_end = uf_pool.base;
 	if (meta != MAP_FAILED) {
 		uf_pool.meta = meta;
@@ -126,6 +135,46 @@ static void push(uint32_t i)
 	else
 		uf_pool.meta[uf_pool.free_tail].next = i;
 	uf_pool.free_tail = i;
+}
+
+/* back to the quarantine's head: a slot that was taken but not used */
+static void push_front(uint32_t i)
+{
+	struct uf_meta *m = &uf_pool.meta[i];
+	m->inlist = 1;
+	m->next = uf_pool.free_head;
+	uf_pool.free_head = i;
+	if (uf_pool.free_tail == NONE)
+		uf_pool.free_tail = i;
+}
+
+static void ready_push(uint32_t i)
+{
+	struct uf_meta *m = &uf_pool.meta[i];
+	m->next = NONE;
+	m->inlist = 1;
+	if (uf_pool.ready_tail == NONE)
+		uf_pool.ready_head = i;
+	else
+		uf_pool.meta[uf_pool.ready_tail].next = i;
+	uf_pool.ready_tail = i;
+	uf_pool.ready_count++;
+}
+
+static uint32_t ready_pop(void)
+{
+	while (uf_pool.ready_head != NONE) {
+		uint32_t i = uf_pool.ready_head;
+		struct uf_meta *m = &uf_pool.meta[i];
+		uf_pool.ready_head = m->next;
+		if (uf_pool.ready_head == NONE)
+			uf_pool.ready_tail = NONE;
+		uf_pool.ready_count--;
+		m->inlist = 0;
+		if (i < uf_pool.limit)
+			return i;        /* retired: keeps its page until it comes back */
+	}
+	return NONE;
 }
 
 #define CHUNK 4096u
@@ -310,6 +359,74 @@ static size_t placement_align(size_t size, size_t align)
 	return a;
 }
 
+/* Make slot i's object page accessible for a new object. Returns 0, or -1
+ * (the slot goes back). *fresh: the page holds nothing but canary. */
+static int open_slot(uint32_t i, uintptr_t pg, int *fresh)
+{
+	struct uf_meta *m = &uf_pool.meta[i];
+	*fresh = 0;
+	if (uf_guard_mech != UF_GUARD_UFFD)
+		return uf_guard_unprotect(pg, uf_pool.page);
+	uint8_t ps = atomic_load(&m->page);
+	if (ps == UF_PAGE_PRESENT)
+		return 0;
+	if (ps == UF_PAGE_MARKED && uf_guard_unprotect(pg, uf_pool.page))
+		return -1;
+	int e = uf_uffd_fill(pg, canary_pat, uf_pool.page);
+	m->dirty_lo = 0;
+	m->dirty_hi = (uint32_t)uf_pool.page;
+	if (e == 0)
+		*fresh = 1;
+	else if (e != EEXIST) {
+		atomic_store(&m->page, UF_PAGE_NONE);
+		/* demoted meanwhile: the page is an ordinary one now */
+		return uf_guard_mech == UF_GUARD_UFFD ? -1 : uf_guard_unprotect(pg, uf_pool.page);
+	}
+	atomic_store(&m->page, UF_PAGE_PRESENT);
+	return 0;
+}
+
+/* guard=uffd: give the freed object's page to slot dst (taken from the
+ * quarantine). 1: dst has a page now; 0: it has none. The freed page is
+ * gone from src either way. */
+static int recycle_page(uintptr_t src, uint32_t dst, const struct uf_meta *from, int clean)
+{
+	struct uf_meta *d = &uf_pool.meta[dst];
+	uintptr_t dpg = uf_slot_page(dst);
+	uint8_t ps = atomic_load(&d->page);
+	int e = EEXIST;
+	/* The freed object's slack was checked just now: only its own bytes
+	 * need canary again (a racing stray write in the moment between that
+	 * check and the move would be blamed on the next object; the move
+	 * makes every later one fault). */
+	d->dirty_lo = clean ? (uint32_t)(from->addr - src) : 0;
+	d->dirty_hi = clean ? (uint32_t)(from->addr - src + from->size) : (uint32_t)uf_pool.page;
+	if (ps != UF_PAGE_PRESENT) {
+		e = ps == UF_PAGE_MARKED && uf_guard_unprotect(dpg, uf_pool.page) ? EIO : 0;
+		if (!e) {
+			atomic_store(&d->page, UF_PAGE_NONE);
+			e = uf_uffd_move(dpg, src, uf_pool.page);
+		}
+	}
+	if (e == 0) {
+		atomic_store(&d->page, UF_PAGE_PRESENT);
+		uf_stat_add(UF_STAT_pages_recycled, 1);
+		return 1;
+	}
+	/* refused (shared after fork, pinned...) or dst already has a page:
+	 * the freed page goes away the plain way */
+	if (uf_guard_mech == UF_GUARD_UFFD)
+		uf_guard_discard(src, uf_pool.page);
+	else
+		uf_guard_protect(src, uf_pool.page);
+	if (e == EEXIST) {
+		atomic_store(&d->page, UF_PAGE_PRESENT);
+		d->dirty_lo = 0;       /* someone else's page: nothing known */
+		d->dirty_hi = (uint32_t)uf_pool.page;
+	}
+	return e == EEXIST;
+}
+
 void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
 {
 	if (!uf_pool.ok)
@@ -333,7 +450,10 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 		return NULL;
 	}
 	uf_pool_lock();
-	uint32_t i = pop();
+	uint32_t i = ready_pop();   /* also drains it after a demotion */
+	int ready = i != NONE, fresh = 0;
+	if (!ready)
+		i = pop();
 	uf_pool_unlock();
 	if (i == NONE) {
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
@@ -342,9 +462,11 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	size_t page = uf_pool.page;
 	uintptr_t pg = uf_slot_page(i);
 	struct uf_meta *m = &uf_pool.meta[i];
-	if (uf_guard_unprotect(pg, page)) {
+	if (ready) {
+		uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)page);
+	} else if (open_slot(i, pg, &fresh)) {
 		uf_pool_lock();
-		push(i);
+		push_front(i);
 		uf_pool_unlock();
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
 		return NULL;
@@ -354,8 +476,18 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	uintptr_t addr = right ? ((pg + page - size) & ~(uintptr_t)(a - 1)) : pg;
 	if (addr < pg)
 		addr = pg;
-	fill_canary(pg, addr);
-	fill_canary(addr + size, pg + page);
+	if (ready || uf_guard_mech == UF_GUARD_UFFD) {
+		/* a page moved in (or a fresh canary page: empty dirty range)
+		 * needs canary only where the previous object was */
+		uintptr_t lo = fresh ? pg : pg + m->dirty_lo, hi = fresh ? pg : pg + m->dirty_hi;
+		if (lo < addr)
+			fill_canary(lo, hi < addr ? hi : addr);
+		if (hi > addr + size)
+			fill_canary(lo > addr + size ? lo : addr + size, hi);
+	} else {
+		fill_canary(pg, addr);
+		fill_canary(addr + size, pg + page);
+	}
 	if (zero)
 		memset((void *)addr, 0, size);
 	uint32_t sid = uf_depot_put(frames, n);
@@ -459,20 +591,53 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	m->free_tid = (uint32_t)uf_gettid();
 	m->free_ns = uf_now_ns();
 	atomic_store_explicit(&m->state, UF_SLOT_FREED, memory_order_release);
-	uintptr_t pg = uf_slot_page((uint32_t)i);
-	uf_guard_protect(pg, uf_pool.page);
-	if (m->open & UF_OPEN_LEFT)
-		uf_guard_protect(pg - uf_pool.page, uf_pool.page);
-	if (m->open & UF_OPEN_RIGHT)
-		uf_guard_protect(pg + uf_pool.page, uf_pool.page);
+	m->inlist = 1;          /* on its way to the quarantine: resize keeps off */
+	uint8_t open = m->open;
 	m->open = 0;
 	m->flags &= ~UF_SLOT_UNPROTECTED;
 	bloom_add(m->cover_hash, -1);
+	int uffd = uf_guard_mech == UF_GUARD_UFFD;
+	uint32_t dst = NONE;
+	if (uffd && uf_pool.ready_count + uf_pool.ready_reserved < READY_MAX) {
+		dst = pop();
+		if (dst != NONE)
+			uf_pool.ready_reserved++;
+	}
+	uf_pool_unlock();
+
+	uintptr_t pg = uf_slot_page((uint32_t)i);
+	int dst_ready = 0;
+	if (dst != NONE) {
+		dst_ready = recycle_page(pg, dst, m, !corrupt);
+	} else if (uffd) {
+		uf_guard_discard(pg, uf_pool.page);
+	} else {
+		uf_guard_protect(pg, uf_pool.page);
+	}
+	if (uffd)
+		atomic_store(&m->page, UF_PAGE_NONE);
+	if (open & UF_OPEN_LEFT)
+		uf_guard_protect(pg - uf_pool.page, uf_pool.page);
+	if (open & UF_OPEN_RIGHT)
+		uf_guard_protect(pg + uf_pool.page, uf_pool.page);
+
+	uf_pool_lock();
 	if ((uint32_t)i < uf_pool.limit)
 		push((uint32_t)i);
+	else
+		m->inlist = 0;
+	if (dst != NONE) {
+		uf_pool.ready_reserved--;
+		if (dst_ready)
+			ready_push(dst);
+		else
+			push_front(dst);
+	}
 	atomic_fetch_sub(&uf_pool.live, 1);
 	struct uf_meta copy = *m;
 	uf_pool_unlock();
+	if (dst_ready)
+		uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)uf_pool.page);
 	uf_stat_add(UF_STAT_currently_allocated, -1);
 	uf_stat_add(UF_STAT_total_frees, 1);
 	uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)uf_pool.page);
@@ -524,6 +689,22 @@ void *uf_pool_realloc(void *p, size_t n, uintptr_t caller, uintptr_t fp)
 
 void uf_pool_open_page(uintptr_t page)
 {
+	if (uf_guard_mech == UF_GUARD_UFFD && page < uf_pool.active_end) {
+		/* a marker goes; then a page without one would fault through
+		 * the userfaultfd: map the zero page there */
+		uf_guard_unprotect(page, uf_pool.page);
+		int e = uf_uffd_zero(page, uf_pool.page);
+		if (e == 0 || e == EEXIST) {
+			uintptr_t pi = (page - uf_pool.base) / uf_pool.page;
+			if (!(pi & 1) && pi >= 2) {
+				struct uf_meta *m = &uf_pool.meta[pi / 2 - 1];
+				m->dirty_lo = 0;   /* zeros: no canary anywhere */
+				m->dirty_hi = (uint32_t)uf_pool.page;
+				atomic_store(&m->page, UF_PAGE_PRESENT);
+			}
+			return;
+		}
+	}
 	if (uf_guard_mech == UF_GUARD_MADVISE && page < uf_pool.active_end) {
 		if (uf_guard_unprotect(page, uf_pool.page) == 0)
 			return;

@@ -445,7 +445,7 @@ void uf_report(struct uf_bug_info *b)
 	uf_put(&j, ", \"timestamp\": ");
 	uf_put_secs(&j, (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec);
 	uf_put(&j, ", \"extra\": {\"guard\": \"");
-	uf_put(&j, uf_guard_mech == UF_GUARD_MADVISE ? "madvise" : "mprotect");
+	uf_put(&j, uf_guard_mech == UF_GUARD_UFFD ? "uffd" : uf_guard_mech == UF_GUARD_MADVISE ? "madvise" : "mprotect");
 	uf_putc(&j, '"');
 	if (b->signo) {
 		uf_put(&j, ", \"signal\": ");

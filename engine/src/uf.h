@@ -6,6 +6,7 @@
  *   sample.c     the gate (off / interval / rate / full) and the filters
  *   pool.c       the reserved region, slots, placement, canaries, freelist
  *   guard.c      MADV_GUARD_INSTALL/REMOVE or mprotect
+ *   uffd.c       userfaultfd: object pages recycled by UFFDIO_MOVE
  *   fault.c      SIGSEGV/SIGBUS handler, classification, sigaction interposition
  *   report.c     KFENCE-shaped text and JSON reports
  *   fmt.c        async-signal-safe formatting into fixed buffers
@@ -158,8 +159,16 @@ struct uf_meta {
 	uint32_t alloc_cpu;
 	uint8_t inlist;
 	uint8_t open;          /* pages opened after a report: UF_OPEN_* */
-	uint8_t pad[2];
+	_Atomic uint8_t page;  /* guard=uffd: UF_PAGE_* behind the object page */
+	uint8_t pad;
+	/* guard=uffd, a page moved in: the page offsets that may not hold
+	 * canary (the previous object's bytes); the rest is known canary */
+	uint32_t dirty_lo, dirty_hi;
 };
+/* guard=uffd: what is behind a slot's object page */
+#define UF_PAGE_MARKED 0u      /* never used: a guard marker (as activated) */
+#define UF_PAGE_NONE 1u        /* nothing: any access faults (SIGBUS) */
+#define UF_PAGE_PRESENT 2u     /* a page: the object's, or one moved in */
 #define UF_OPEN_LEFT 1u
 #define UF_OPEN_RIGHT 2u
 #define UF_OPEN_OBJECT 4u
@@ -175,7 +184,9 @@ struct uf_pool {
 	uint32_t limit;        /* num_objects applied */
 	uintptr_t active_end;  /* madvise mode: end of the RW+guarded part */
 	struct uf_meta *meta;
-	uint32_t free_head, free_tail;
+	uint32_t free_head, free_tail;   /* quarantine: freed slots, oldest first */
+	uint32_t ready_head, ready_tail; /* guard=uffd: next to allocate, with a page */
+	uint32_t ready_count, ready_reserved;
 	_Atomic uint32_t live;
 	int ok;
 };
@@ -203,13 +214,23 @@ void uf_pool_open_page(uintptr_t page);
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
 
 /* ---- guard (guard.c) ---- */
-enum { UF_GUARD_MADVISE = 1, UF_GUARD_MPROTECT = 2 };
+enum { UF_GUARD_MADVISE = 1, UF_GUARD_MPROTECT = 2, UF_GUARD_UFFD = 3 };
 extern int uf_guard_mech;
 extern uint32_t uf_guard_live_cap;          /* live guarded objects the mechanism allows */
 int uf_guard_init(int want);                 /* want: 0 auto, 1 madvise, 2 mprotect */
 int uf_guard_protect(uintptr_t addr, size_t len);
 int uf_guard_unprotect(uintptr_t addr, size_t len);
 int uf_guard_activate(uintptr_t addr, size_t len);
+int uf_guard_discard(uintptr_t addr, size_t len);   /* MADV_DONTNEED */
+
+/* ---- uffd (uffd.c): 0 or an errno ---- */
+int uf_uffd_init(void);                      /* 0 = page recycling works here */
+int uf_uffd_register(uintptr_t addr, size_t len);
+int uf_uffd_move(uintptr_t dst, uintptr_t src, size_t len);
+int uf_uffd_fill(uintptr_t dst, const void *src, size_t len);
+int uf_uffd_zero(uintptr_t dst, size_t len); /* async-signal-safe */
+void uf_uffd_give_up(void);                  /* plain guard regions from now on */
+void uf_uffd_atfork_child(void);
 
 /* ---- stack (stack.c) ---- */
 int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max);

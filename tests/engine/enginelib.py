@@ -26,7 +26,7 @@ OBJECT = re.compile(
 RAW_FRAME = re.compile(r"^ (?P<pc>0x[0-9a-f]+)(?: \[(?P<module>[^\]+]+)\+0x(?P<off>[0-9a-f]+)\])?$")
 PROC = re.compile(r"^PID: (?P<pid>\d+) TID: (?P<tid>\d+) Comm: (?P<comm>.*) Exe: (?P<exe>\S+)$")
 
-GUARD_IDS = {"madvise": 1, "mprotect": 2}
+GUARD_IDS = {"madvise": 1, "mprotect": 2, "uffd": 3}
 GUARDS = tuple(GUARD_IDS)
 
 # --mode arguments of the detection matrix: full, time sampling, count sampling

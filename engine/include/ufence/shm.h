@@ -51,10 +51,11 @@
 	X(pool_reserved_bytes)  /* address space reserved for the pool */    \
 	X(pool_resident_bytes)  /* object pages currently backed */          \
 	X(metadata_bytes)       /* bytes of this file in use */              \
-	X(guard_mechanism)      /* 1 = madvise guard regions, 2 = mprotect */\
+	X(guard_mechanism)      /* 1 = madvise, 2 = mprotect, 3 = uffd */   \
 	X(degraded)             /* nonzero: engine fell back to plain alloc */\
 	X(settings_refused)     /* change requests refused */                \
-	X(fork_children)        /* forks seen */
+	X(fork_children)        /* forks seen */                             \
+	X(pages_recycled)       /* freed pages moved to the next slot (uffd) */
 
 enum uf_stat {
 #define UF_STAT_ENUM(name) UF_STAT_##name,

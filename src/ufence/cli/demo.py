@@ -20,7 +20,7 @@ _SOURCE = Path(__file__).resolve().parent.parent / "demo" / "orders.c"
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep", metavar="DIR", help="build in DIR and keep the binary and reports")
-    parser.add_argument("--guard", choices=("auto", "madvise", "mprotect"), default="auto",
+    parser.add_argument("--guard", choices=("auto", "uffd", "madvise", "mprotect"), default="auto",
                         help="guard mechanism (default: auto)")
 
 

@@ -52,8 +52,8 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pool", metavar="N", default=None, help="pool slots (num_objects)")
     parser.add_argument("--on-bug", choices=("report", "abort"), default=None,
                         help="after a report: continue (default) or die with the original signal")
-    parser.add_argument("--guard", choices=("auto", "madvise", "mprotect"), default=None,
-                        help="guard mechanism (default auto: MADV_GUARD_INSTALL if the kernel has it)")
+    parser.add_argument("--guard", choices=("auto", "uffd", "madvise", "mprotect"), default=None,
+                        help="guard mechanism (default auto: uffd, else madvise, else mprotect)")
     parser.add_argument("--align", choices=("default", "precise"), default=None,
                         help="right-edge alignment: 16 bytes (default) or precise (odd sizes touch the guard)")
     parser.add_argument("--no-follow", action="store_true",

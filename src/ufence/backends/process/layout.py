@@ -45,10 +45,11 @@ STAT_NAMES: tuple[str, ...] = (
     "degraded",
     "settings_refused",
     "fork_children",
+    "pages_recycled",
 )
 
 DEGRADED_REASONS = {1: "no pool", 2: "no shared memory", 4: "no SIGSEGV handler", 8: "no guard mechanism"}
-GUARD_MECHANISMS = {1: "madvise", 2: "mprotect"}
+GUARD_MECHANISMS = {1: "madvise", 2: "mprotect", 3: "uffd"}
 
 SLOT_UNUSED, SLOT_ALLOCATED, SLOT_FREED = 0, 1, 2
 SLOT_FLAGS = {1: "reported", 2: "page_alloc", 4: "right", 8: "unprotected"}
