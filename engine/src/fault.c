@@ -187,13 +187,8 @@ static int classify_and_report(int sig, siginfo_t *si, void *uc)
 	if (uf_cur[UF_SET_fault].v == 1) {
 		/* abort: give the signal back to whoever had it, and let the
 		 * access fault again */
-		if (sig == SIGBUS && uf_guard_mech == UF_GUARD_UFFD && uf_guard_protect(page, pgsz) == 0) {
-			/* a page-less slot faults with SIGBUS; with a marker the
-			 * access faults as under the other mechanisms: SIGSEGV */
-			if (!(pi & 1) && pi >= 2 && pi < 2 * (uintptr_t)init + 2)
-				atomic_store(&uf_pool.meta[pi / 2 - 1].page, UF_PAGE_MARKED);
-			sig = SIGSEGV;
-		}
+		if (sig == SIGBUS && uf_pool_seal_page(page) == 0)
+			sig = SIGSEGV;   /* a page-less slot (guard=uffd) now has a marker */
 		real_sigaction(sig, prev_of(sig), NULL);
 		if (!(prev_of(sig)->sa_flags & SA_SIGINFO) && prev_of(sig)->sa_handler == SIG_IGN) {
 			struct sigaction d;

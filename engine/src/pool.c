@@ -113,8 +113,8 @@ int uf_pool_reserve(void)
 	uf_pool.base = (uintptr_t)m + UF_ARENA_SIZE;
 	uf_pool.end = (uintptr_t)m + total;
 	uf_pool.reserved_slots = (uint32_t)slots;
-	uf_pool.free_head = uf_pool.free_tail = NONE;
-	uf_pool.ready_head = uf_pool.ready_tail = NONE;
+	uf_pool.quarantine.head = uf_pool.quarantine.tail = NONE;
+	uf_pool.ready.head = uf_pool.ready.tail = NONE;
 	uf_pool.active_end = uf_pool.base;
 	if (meta != MAP_FAILED) {
 		uf_pool.meta = meta;
@@ -125,56 +125,52 @@ int uf_pool_reserve(void)
 	return uf_pool.ok ? 0 : -1;
 }
 
-static void push(uint32_t i)
+static void fifo_push(struct uf_fifo *q, uint32_t i)
 {
 	struct uf_meta *m = &uf_pool.meta[i];
 	m->next = NONE;
 	m->inlist = 1;
-	if (uf_pool.free_tail == NONE)
-		uf_pool.free_head = i;
+	if (q->tail == NONE)
+		q->head = i;
 	else
-		uf_pool.meta[uf_pool.free_tail].next = i;
-	uf_pool.free_tail = i;
+		uf_pool.meta[q->tail].next = i;
+	q->tail = i;
+	q->count++;
 }
 
-/* back to the quarantine's head: a slot that was taken but not used */
-static void push_front(uint32_t i)
+/* back to the head: a slot that was taken but not used */
+static void fifo_push_front(struct uf_fifo *q, uint32_t i)
 {
 	struct uf_meta *m = &uf_pool.meta[i];
 	m->inlist = 1;
-	m->next = uf_pool.free_head;
-	uf_pool.free_head = i;
-	if (uf_pool.free_tail == NONE)
-		uf_pool.free_tail = i;
+	m->next = q->head;
+	q->head = i;
+	if (q->tail == NONE)
+		q->tail = i;
+	q->count++;
 }
 
-static void ready_push(uint32_t i)
+/* the head, skipping slots past a shrunk limit (retired: they come back
+ * through uf_pool_resize, a ready one with its page) */
+static uint32_t fifo_take(struct uf_fifo *q)
 {
-	struct uf_meta *m = &uf_pool.meta[i];
-	m->next = NONE;
-	m->inlist = 1;
-	if (uf_pool.ready_tail == NONE)
-		uf_pool.ready_head = i;
-	else
-		uf_pool.meta[uf_pool.ready_tail].next = i;
-	uf_pool.ready_tail = i;
-	uf_pool.ready_count++;
-}
-
-static uint32_t ready_pop(void)
-{
-	while (uf_pool.ready_head != NONE) {
-		uint32_t i = uf_pool.ready_head;
+	while (q->head != NONE) {
+		uint32_t i = q->head;
 		struct uf_meta *m = &uf_pool.meta[i];
-		uf_pool.ready_head = m->next;
-		if (uf_pool.ready_head == NONE)
-			uf_pool.ready_tail = NONE;
-		uf_pool.ready_count--;
+		q->head = m->next;
+		if (q->head == NONE)
+			q->tail = NONE;
+		q->count--;
 		m->inlist = 0;
 		if (i < uf_pool.limit)
-			return i;        /* retired: keeps its page until it comes back */
+			return i;
 	}
 	return NONE;
+}
+
+static void push(uint32_t i)
+{
+	fifo_push(&uf_pool.quarantine, i);
 }
 
 #define CHUNK 4096u
@@ -197,12 +193,13 @@ static int activate_chunk(void)
 	for (uint32_t i = lo; i < hi; i++) {
 		struct uf_meta *m = &uf_pool.meta[i];
 		memset(m, 0, sizeof *m);
-		m->next = i + 1 < hi ? i + 1 : uf_pool.free_head;
+		m->next = i + 1 < hi ? i + 1 : uf_pool.quarantine.head;
 		m->inlist = 1;
 	}
-	if (uf_pool.free_head == NONE)
-		uf_pool.free_tail = hi - 1;
-	uf_pool.free_head = lo;
+	if (uf_pool.quarantine.head == NONE)
+		uf_pool.quarantine.tail = hi - 1;
+	uf_pool.quarantine.head = lo;
+	uf_pool.quarantine.count += hi - lo;
 	uf_pool.active_end = to;
 	__atomic_store_n(&uf_pool.initialized, hi, __ATOMIC_RELEASE);
 	return 0;
@@ -210,20 +207,11 @@ static int activate_chunk(void)
 
 static uint32_t pop(void)
 {
+	uint32_t head = uf_pool.quarantine.head;
 	if (uf_pool.initialized < uf_pool.limit &&
-	    (uf_pool.free_head == NONE || atomic_load(&uf_pool.meta[uf_pool.free_head].state) != UF_SLOT_UNUSED))
+	    (head == NONE || atomic_load(&uf_pool.meta[head].state) != UF_SLOT_UNUSED))
 		activate_chunk();
-	while (uf_pool.free_head != NONE) {
-		uint32_t i = uf_pool.free_head;
-		struct uf_meta *m = &uf_pool.meta[i];
-		uf_pool.free_head = m->next;
-		if (uf_pool.free_head == NONE)
-			uf_pool.free_tail = NONE;
-		m->inlist = 0;
-		if (i < uf_pool.limit)
-			return i;        /* slots past a shrunk limit are retired */
-	}
-	return NONE;
+	return fifo_take(&uf_pool.quarantine);
 }
 
 int uf_pool_resize(uint32_t n, char *err, size_t errlen)
@@ -359,25 +347,30 @@ static size_t placement_align(size_t size, size_t align)
 	return a;
 }
 
-/* Make slot i's object page accessible for a new object. Returns 0, or -1
- * (the slot goes back). *fresh: the page holds nothing but canary. */
-static int open_slot(uint32_t i, uintptr_t pg, int *fresh)
+static void set_dirty(struct uf_meta *m, uint32_t lo, uint32_t hi)
+{
+	m->dirty_lo = lo;
+	m->dirty_hi = hi;
+}
+
+/* Make slot i's object page accessible for a new object, and say in its
+ * dirty range where the page may not hold canary. Returns 0, or -1 (the
+ * slot goes back). */
+static int open_slot(uint32_t i, uintptr_t pg)
 {
 	struct uf_meta *m = &uf_pool.meta[i];
-	*fresh = 0;
-	if (uf_guard_mech != UF_GUARD_UFFD)
+	if (uf_guard_mech != UF_GUARD_UFFD) {
+		set_dirty(m, 0, (uint32_t)uf_pool.page);
 		return uf_guard_unprotect(pg, uf_pool.page);
+	}
 	uint8_t ps = atomic_load(&m->page);
 	if (ps == UF_PAGE_PRESENT)
-		return 0;
+		return 0;          /* its dirty range was set with the page */
 	if (ps == UF_PAGE_MARKED && uf_guard_unprotect(pg, uf_pool.page))
 		return -1;
 	int e = uf_uffd_fill(pg, canary_pat, uf_pool.page);
-	m->dirty_lo = 0;
-	m->dirty_hi = (uint32_t)uf_pool.page;
-	if (e == 0)
-		*fresh = 1;
-	else if (e != EEXIST) {
+	set_dirty(m, 0, e == 0 ? 0 : (uint32_t)uf_pool.page);  /* a fresh page is all canary */
+	if (e != 0 && e != EEXIST) {
 		atomic_store(&m->page, UF_PAGE_NONE);
 		/* demoted meanwhile: the page is an ordinary one now */
 		return uf_guard_mech == UF_GUARD_UFFD ? -1 : uf_guard_unprotect(pg, uf_pool.page);
@@ -399,8 +392,10 @@ static int recycle_page(uintptr_t src, uint32_t dst, const struct uf_meta *from,
 	 * need canary again (a racing stray write in the moment between that
 	 * check and the move would be blamed on the next object; the move
 	 * makes every later one fault). */
-	d->dirty_lo = clean ? (uint32_t)(from->addr - src) : 0;
-	d->dirty_hi = clean ? (uint32_t)(from->addr - src + from->size) : (uint32_t)uf_pool.page;
+	if (clean)
+		set_dirty(d, (uint32_t)(from->addr - src), (uint32_t)(from->addr - src + from->size));
+	else
+		set_dirty(d, 0, (uint32_t)uf_pool.page);
 	if (ps != UF_PAGE_PRESENT) {
 		e = ps == UF_PAGE_MARKED && uf_guard_unprotect(dpg, uf_pool.page) ? EIO : 0;
 		if (!e) {
@@ -421,8 +416,7 @@ static int recycle_page(uintptr_t src, uint32_t dst, const struct uf_meta *from,
 		uf_guard_protect(src, uf_pool.page);
 	if (e == EEXIST) {
 		atomic_store(&d->page, UF_PAGE_PRESENT);
-		d->dirty_lo = 0;       /* someone else's page: nothing known */
-		d->dirty_hi = (uint32_t)uf_pool.page;
+		set_dirty(d, 0, (uint32_t)uf_pool.page);  /* someone else's page: nothing known */
 	}
 	return e == EEXIST;
 }
@@ -450,8 +444,8 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 		return NULL;
 	}
 	uf_pool_lock();
-	uint32_t i = ready_pop();   /* also drains it after a demotion */
-	int ready = i != NONE, fresh = 0;
+	uint32_t i = fifo_take(&uf_pool.ready);   /* also drains it after a demotion */
+	int ready = i != NONE;
 	if (!ready)
 		i = pop();
 	uf_pool_unlock();
@@ -464,9 +458,9 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	struct uf_meta *m = &uf_pool.meta[i];
 	if (ready) {
 		uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)page);
-	} else if (open_slot(i, pg, &fresh)) {
+	} else if (open_slot(i, pg)) {
 		uf_pool_lock();
-		push_front(i);
+		fifo_push_front(&uf_pool.quarantine, i);
 		uf_pool_unlock();
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
 		return NULL;
@@ -476,18 +470,13 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	uintptr_t addr = right ? ((pg + page - size) & ~(uintptr_t)(a - 1)) : pg;
 	if (addr < pg)
 		addr = pg;
-	if (ready || uf_guard_mech == UF_GUARD_UFFD) {
-		/* a page moved in (or a fresh canary page: empty dirty range)
-		 * needs canary only where the previous object was */
-		uintptr_t lo = fresh ? pg : pg + m->dirty_lo, hi = fresh ? pg : pg + m->dirty_hi;
-		if (lo < addr)
-			fill_canary(lo, hi < addr ? hi : addr);
-		if (hi > addr + size)
-			fill_canary(lo > addr + size ? lo : addr + size, hi);
-	} else {
-		fill_canary(pg, addr);
-		fill_canary(addr + size, pg + page);
-	}
+	/* canary over the slack, where the page may not hold it already (a
+	 * page moved in: only where the previous object was) */
+	uintptr_t lo = pg + m->dirty_lo, hi = pg + m->dirty_hi;
+	if (lo < addr)
+		fill_canary(lo, hi < addr ? hi : addr);
+	if (hi > addr + size)
+		fill_canary(lo > addr + size ? lo : addr + size, hi);
 	if (zero)
 		memset((void *)addr, 0, size);
 	uint32_t sid = uf_depot_put(frames, n);
@@ -598,7 +587,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	bloom_add(m->cover_hash, -1);
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
 	uint32_t dst = NONE;
-	if (uffd && uf_pool.ready_count + uf_pool.ready_reserved < READY_MAX) {
+	if (uffd && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX) {
 		dst = pop();
 		if (dst != NONE)
 			uf_pool.ready_reserved++;
@@ -629,9 +618,9 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	if (dst != NONE) {
 		uf_pool.ready_reserved--;
 		if (dst_ready)
-			ready_push(dst);
+			fifo_push(&uf_pool.ready, dst);
 		else
-			push_front(dst);
+			fifo_push_front(&uf_pool.quarantine, dst);
 	}
 	atomic_fetch_sub(&uf_pool.live, 1);
 	struct uf_meta copy = *m;
@@ -695,12 +684,10 @@ void uf_pool_open_page(uintptr_t page)
 		uf_guard_unprotect(page, uf_pool.page);
 		int e = uf_uffd_zero(page, uf_pool.page);
 		if (e == 0 || e == EEXIST) {
-			uintptr_t pi = (page - uf_pool.base) / uf_pool.page;
-			if (!(pi & 1) && pi >= 2) {
-				struct uf_meta *m = &uf_pool.meta[pi / 2 - 1];
-				m->dirty_lo = 0;   /* zeros: no canary anywhere */
-				m->dirty_hi = (uint32_t)uf_pool.page;
-				atomic_store(&m->page, UF_PAGE_PRESENT);
+			int64_t i = slot_of(page);
+			if (i >= 0) {
+				set_dirty(&uf_pool.meta[i], 0, (uint32_t)uf_pool.page);  /* zeros */
+				atomic_store(&uf_pool.meta[i].page, UF_PAGE_PRESENT);
 			}
 			return;
 		}
@@ -710,6 +697,19 @@ void uf_pool_open_page(uintptr_t page)
 			return;
 	}
 	mprotect((void *)page, uf_pool.page, PROT_READ | PROT_WRITE);
+}
+
+/* guard=uffd, fault=abort: a marker where a page-less slot faulted, so the
+ * access faults again as under the other mechanisms (SIGSEGV). Async-signal-
+ * safe. 0, or -1 when the page stays as it was. */
+int uf_pool_seal_page(uintptr_t page)
+{
+	if (uf_guard_mech != UF_GUARD_UFFD || uf_guard_protect(page, uf_pool.page))
+		return -1;
+	int64_t i = slot_of(page);
+	if (i >= 0)
+		atomic_store(&uf_pool.meta[i].page, UF_PAGE_MARKED);
+	return 0;
 }
 
 void uf_pool_check_all(void)

@@ -173,6 +173,11 @@ struct uf_meta {
 #define UF_OPEN_RIGHT 2u
 #define UF_OPEN_OBJECT 4u
 
+/* a FIFO of slots linked through uf_meta.next */
+struct uf_fifo {
+	uint32_t head, tail, count;
+};
+
 struct uf_pool {
 	uintptr_t range_base;  /* arena + pool: [range_base, range_base + range_len) */
 	size_t range_len;
@@ -184,9 +189,9 @@ struct uf_pool {
 	uint32_t limit;        /* num_objects applied */
 	uintptr_t active_end;  /* madvise mode: end of the RW+guarded part */
 	struct uf_meta *meta;
-	uint32_t free_head, free_tail;   /* quarantine: freed slots, oldest first */
-	uint32_t ready_head, ready_tail; /* guard=uffd: next to allocate, with a page */
-	uint32_t ready_count, ready_reserved;
+	struct uf_fifo quarantine;       /* freed (and never-used) slots, oldest first */
+	struct uf_fifo ready;            /* guard=uffd: the next to allocate, with a page */
+	uint32_t ready_reserved;         /* taken from the quarantine, page on its way */
 	_Atomic uint32_t live;
 	int ok;
 };
@@ -211,6 +216,7 @@ static inline uintptr_t uf_slot_page(uint32_t i)
 	return uf_pool.base + (2 * (uintptr_t)i + 2) * uf_pool.page;
 }
 void uf_pool_open_page(uintptr_t page);
+int uf_pool_seal_page(uintptr_t page);       /* fault=abort: a marker, so it faults SIGSEGV */
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
 
 /* ---- guard (guard.c) ---- */

@@ -140,6 +140,13 @@ def _start(binary: Path, arg: str, options: str, tmp: Path) -> subprocess.Popen[
     return proc
 
 
+def _live_stats(pid: int, tmp: Path) -> subprocess.CompletedProcess[str]:
+    """`ufence stats PID --json` against the run dir of a program started by the test."""
+    return subprocess.run([sys.executable, "-m", "ufence", "stats", str(pid), "--json"],
+                          capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "UFENCE_RUN_DIR": str(tmp / "run")})
+
+
 def _voluntary_switches(pid: int) -> int:
     total = 0
     for task in Path(f"/proc/{pid}/task").iterdir():
@@ -166,9 +173,7 @@ def test_interval_sampling_guards_about_one_per_interval(cc: Callable[..., Path]
     """1 s of allocations at sample_interval=5: about 200 guarded, never much more."""
     proc = _start(cc(PROGS / "interval.c"), "busy", "sample_interval=5", tmp_path)
     try:
-        out = subprocess.run([sys.executable, "-m", "ufence", "stats", str(proc.pid), "--json"],
-                             capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+        out = _live_stats(proc.pid, tmp_path)
     finally:
         proc.kill()
         proc.wait()
@@ -181,9 +186,7 @@ def test_metadata_memory_is_what_the_state_file_really_holds(cc: Callable[..., P
     """The state file is sparse (room for 16M slots): the stat must count its pages, not its extent."""
     proc = _start(cc(PROGS / "interval.c"), "idle", "sample_interval=-1", tmp_path)
     try:
-        out = subprocess.run([sys.executable, "-m", "ufence", "stats", str(proc.pid), "--json"],
-                             capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+        out = _live_stats(proc.pid, tmp_path)
         shm = tmp_path / "run" / f"{proc.pid}.shm"
         real = shm.stat().st_blocks * 512
     finally:
@@ -220,9 +223,7 @@ def test_page_recycling_counts_its_moves(cc: Callable[..., Path], tmp_path: Path
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        out = subprocess.run([sys.executable, "-m", "ufence", "stats", str(proc.pid), "--json"],
-                             capture_output=True, text=True, timeout=30,
-                             env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+        out = _live_stats(proc.pid, tmp_path)
     finally:
         proc.kill()
         proc.wait()
