@@ -78,9 +78,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     if reps < 1 or reps > 50:
         raise BenchError("--reps must be 1..50")
     wl_names = _select(args.only, [w.name for w in ALL], "workload")
-    cfg_all = all_configs()
-    cfg_names = _select(args.configs, [c.name for c in cfg_all], "configuration")
-    configs = [c for c in cfg_all if c.name in cfg_names]
+    cfg_names = _select(args.configs, [c.name for c in all_configs()], "configuration")
     if args.out:
         out = Path(args.out).resolve()
         docs = out
@@ -97,6 +95,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     t_start = time.monotonic()
     if not args.no_install:
         setup.install()
+    # after the install: a peer's library path (Scudo) is only known once it is there
+    configs = [c for c in all_configs() if c.name in cfg_names]
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         engine, engine_note = setup.engine(Path(os.environ.get("BENCH_BUILD_DIR", "/tmp/bench-build")))

@@ -10,6 +10,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "uf.h"
@@ -136,4 +138,46 @@ int uf_guard_activate(uintptr_t a, size_t len)
 int uf_guard_discard(uintptr_t a, size_t len)
 {
 	return madv(a, len, MADV_DONTNEED);
+}
+
+/* guard=uffd: take the markers off n pages `stride` bytes apart, from
+ * `first`, in a few process_madvise calls (Linux 6.13+ takes any advice for
+ * the caller's own process): ~0.16 us a page against ~0.9 us for one
+ * MADV_GUARD_REMOVE each at first use. The pages must already be registered
+ * with the userfaultfd, so with the marker gone they fault through it.
+ * Returns how many pages, from the first, lost their marker. */
+uint32_t uf_guard_unmark_many(uintptr_t first, size_t stride, uint32_t n)
+{
+#ifdef SYS_process_madvise
+	/* a pidfd of the caller, opened now: one kept from before a fork (or a
+	 * raw clone) would name the parent */
+	int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	if (pidfd < 0)
+		return 0;
+	struct iovec v[256];
+	uint32_t done = 0;
+	while (done < n) {
+		uint32_t k = n - done < 256 ? n - done : 256;
+		for (uint32_t j = 0; j < k; j++) {
+			v[j].iov_base = (void *)(first + (uintptr_t)(done + j) * stride);
+			v[j].iov_len = uf_pool.page;
+		}
+		long r = syscall(SYS_process_madvise, pidfd, v, (size_t)k, MADV_GUARD_REMOVE, 0u);
+		if (r < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			break;
+		}
+		done += (uint32_t)((size_t)r / uf_pool.page);
+		if ((size_t)r < (size_t)k * uf_pool.page)
+			break;   /* partial: the rest keep their markers */
+	}
+	close(pidfd);
+	return done;
+#else
+	(void)first;
+	(void)stride;
+	(void)n;
+	return 0;
+#endif
 }

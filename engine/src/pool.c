@@ -45,9 +45,13 @@ static uint64_t canary_pat[PAT_BYTES / 8];
 struct uf_pool uf_pool;
 char *uf_arena_base;
 size_t uf_arena_size;
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+/* adaptive: held for a few list operations, so a contending thread spins a
+ * moment instead of paying a futex sleep and wake-up */
+static pthread_mutex_t pool_mu = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 static _Atomic int reserve_state;
 static _Atomic uint8_t bloom[1u << BLOOM_BITS];
+/* guard=uffd: one bit per CPU (mod 64) with a page move under way */
+static _Atomic uint64_t movers;
 
 void uf_pool_lock(void)
 {
@@ -61,7 +65,8 @@ void uf_pool_unlock(void)
 
 void uf_pool_atfork_child(void)
 {
-	pthread_mutex_init(&pool_mu, NULL);
+	pthread_mutex_t fresh = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
+	pool_mu = fresh;
 }
 
 static inline uint8_t canary_byte(uintptr_t a)
@@ -195,6 +200,14 @@ static int activate_chunk(void)
 		memset(m, 0, sizeof *m);
 		m->next = i + 1 < hi ? i + 1 : uf_pool.quarantine.head;
 		m->inlist = 1;
+	}
+	/* guard=uffd: object pages lose their markers now, in a batch, so a
+	 * first use needs no system call (a page-less slot faults through the
+	 * userfaultfd all the same); where that fails they keep them */
+	if (uf_guard_mech == UF_GUARD_UFFD) {
+		uint32_t done = uf_guard_unmark_many(uf_slot_page(lo), 2 * uf_pool.page, hi - lo);
+		for (uint32_t i = lo; i < lo + done; i++)
+			atomic_store(&uf_pool.meta[i].page, UF_PAGE_NONE);
 	}
 	if (uf_pool.quarantine.head == NONE)
 		uf_pool.quarantine.tail = hi - 1;
@@ -587,10 +600,20 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	bloom_add(m->cover_hash, -1);
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
 	uint32_t dst = NONE;
-	if (uffd && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX) {
+	/* UFFDIO_MOVE takes the pool's anon_vma write lock and holds it across
+	 * the TLB shootdown, so a thread moving while another CPU is in the
+	 * middle of a move only spins; it drops its page instead (MADV_DONTNEED
+	 * takes no such lock) and the next allocation gets a fresh one. A mover
+	 * on this thread's own CPU is not running (it was preempted before or
+	 * after its system call): no contention, move as usual. */
+	uint64_t mybit = 1ull << ((unsigned)sched_getcpu() & 63);
+	if (uffd && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX &&
+	    !(atomic_load_explicit(&movers, memory_order_relaxed) & ~mybit)) {
 		dst = pop();
-		if (dst != NONE)
+		if (dst != NONE) {
 			uf_pool.ready_reserved++;
+			atomic_fetch_or_explicit(&movers, mybit, memory_order_relaxed);
+		}
 	}
 	uf_pool_unlock();
 
@@ -598,6 +621,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	int dst_ready = 0;
 	if (dst != NONE) {
 		dst_ready = recycle_page(pg, dst, m, !corrupt);
+		atomic_fetch_and_explicit(&movers, ~mybit, memory_order_relaxed);
 	} else if (uffd) {
 		uf_guard_discard(pg, uf_pool.page);
 	} else {

@@ -228,6 +228,7 @@ int uf_guard_protect(uintptr_t addr, size_t len);
 int uf_guard_unprotect(uintptr_t addr, size_t len);
 int uf_guard_activate(uintptr_t addr, size_t len);
 int uf_guard_discard(uintptr_t addr, size_t len);   /* MADV_DONTNEED */
+uint32_t uf_guard_unmark_many(uintptr_t first, size_t stride, uint32_t n);
 
 /* ---- uffd (uffd.c): 0 or an errno ---- */
 int uf_uffd_init(void);                      /* 0 = page recycling works here */
