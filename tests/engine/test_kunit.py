@@ -72,6 +72,7 @@ CASES = [
     Case("calloc_zero_page", None, args=("--pool", "16")),
     Case("invalid_access", lambda b: Expect("invalid", "test_invalid_access", b, "read")),
     Case("invalid_access_write", lambda b: Expect("invalid", "test_invalid_access_write", b, "write")),
+    Case("invalid_access_unused", lambda b: Expect("invalid", "test_invalid_access_unused", b, "write")),
     Case("one_report", _oob("test_one_report_per_object", "read", 32, "right")),
     Case("uaf_nofault", None),
     Case("free_sized", _uaf("test_free_sized", "read", 3)),

@@ -290,6 +290,18 @@ __attribute__((noinline)) void test_invalid_access_write(void)
 	*p = 1;
 }
 
+/* A slot's object page that no object has used yet: under guard=uffd it has
+ * neither a page nor a marker (taken off in a batch when its chunk came into
+ * use), so only the userfaultfd makes the access fault. */
+__attribute__((noinline)) void test_invalid_access_unused(void)
+{
+	char *keep = test_alloc(32, ANY, 0);
+	volatile char *p = (volatile char *)ufp.base + (2 * 100 + 2) * ufp.page + 40;
+	show("addr", (const char *)p, 0);
+	*p = 1;
+	free(keep);
+}
+
 /*
  * KUnit test_use_after_free_read_nofault: the kernel touching a freed guarded
  * object on the program's behalf (a syscall buffer) fails with EFAULT and is
@@ -392,6 +404,7 @@ static const struct test_case cases[] = {
 	{"calloc_zero_page", test_calloc_zero_page},
 	{"invalid_access", test_invalid_access},
 	{"invalid_access_write", test_invalid_access_write},
+	{"invalid_access_unused", test_invalid_access_unused},
 	{"one_report", test_one_report_per_object},
 	{"uaf_nofault", test_use_after_free_nofault},
 	{"free_sized", test_free_sized},
