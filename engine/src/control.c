@@ -24,6 +24,7 @@
 #include "uf.h"
 
 static uint32_t wake_word;
+static _Atomic int start_deferred;    /* fork child: start at the first allocation */
 static pthread_mutex_t req_mu = PTHREAD_MUTEX_INITIALIZER;
 _Atomic int uf_control_running;
 
@@ -199,11 +200,19 @@ static void *control_main(void *arg)
  * recursion guard set and no engine lock held, by an allocation that saw the
  * wake word. Bounded: a hostile writer bumping request_seq cannot hold an
  * allocating thread here. */
+void uf_control_defer(void)
+{
+	atomic_store(&start_deferred, 1);
+	__atomic_store_n(&uf_hot.wake, 1, __ATOMIC_RELEASE);
+}
+
 void uf_control_poll(void)
 {
 	struct uf_shm_header *h = uf_shm.hdr;
 	if (!h)
 		return;
+	if (atomic_load(&start_deferred) && atomic_exchange(&start_deferred, 0) && uf_control_needed(uf_cur))
+		uf_control_start();
 	for (int round = 0; round < 2; round++) {
 		if (pthread_mutex_trylock(&req_mu))
 			return;          /* the holder applies it (and re-checks below) */
@@ -225,6 +234,7 @@ void uf_control_poll(void)
 /* fork child: no thread survived; the parent's request lock state is moot */
 void uf_control_atfork_child(void)
 {
+	atomic_store(&start_deferred, 0);
 	pthread_mutex_init(&req_mu, NULL);
 	atomic_store(&uf_control_running, 0);
 	if (uf_shm.hdr)

@@ -181,8 +181,18 @@ static void atfork_child(void)
 	if (uf_shm.hdr)
 		uf_shm.hdr->ack_seq = uf_shm.hdr->request_seq;
 	uf_control_atfork_child();
-	if (uf_control_needed(uf_cur))
-		uf_control_start();
+	/* A child that runs a control thread is a multi-threaded process, and
+	 * glibc then takes its locked paths in malloc and in every cancellable
+	 * system call: for fork-heavy programs (hackbench: 320 children) that
+	 * was most of the sampling modes' cost. The thread starts at the
+	 * child's first allocation instead (the wake word sends it down the
+	 * slow path), so a child that never allocates never gets one. */
+	if (uf_control_needed(uf_cur)) {
+		if (uf_shm.hot)
+			uf_control_defer();
+		else
+			uf_control_start();
+	}
 	atomic_store(&uf_forking, 0);
 }
 

@@ -343,6 +343,7 @@ void uf_report_atfork_unlock(void);
 
 /* ---- control (control.c) ---- */
 int uf_control_start(void);                  /* once; later calls return 0 */
+void uf_control_defer(void);                 /* start at the next allocation's slow path */
 int uf_control_needed(const struct uf_value *v); /* settings v need the thread */
 void uf_control_wake(void);
 void uf_control_gate_taken(void);            /* the interval gate's last token went */

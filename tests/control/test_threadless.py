@@ -69,3 +69,29 @@ def test_fork_child_has_its_own_hot_page(launch: Callable[..., Target], cli: Cli
     assert cli.stats(t.pid)["total_allocations"] == 0
     assert threads(t.pid) == 1
     (tmp_path / "stop").touch()
+
+
+def test_fork_child_starts_its_thread_at_its_first_allocation(launch: Callable[..., Target], cli: Cli,
+                                                              gated: Path, tmp_path: Path) -> None:
+    """A child of a sampling process gets its control thread only once it allocates (a fork-heavy
+    program's children that never allocate stay single-threaded, so glibc keeps its fast paths)."""
+    t = launch(gated, str(tmp_path), "fork", flags=("--sample-interval", "10"))
+
+    def child() -> int:
+        ready = [int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*")]
+        others = [p for p in ready if p != t.pid]
+        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
+
+    assert wait_for(lambda: bool(child()) and (tmp_path / f"ready-{t.pid}").exists())
+    c = child()
+    assert threads(t.pid) == 2, "interval sampling runs the control thread"
+    assert threads(c) == 1, "the child started a thread before its first allocation"
+    (tmp_path / f"go-{c}").touch()
+    assert wait_for(lambda: (tmp_path / f"done-{c}").exists())
+    assert wait_for(lambda: threads(c) == 2), "the child's first allocation did not start its thread"
+    # the child's own thread answers at once
+    r = cli("set", str(c), "sample_interval=1")
+    assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
+    (tmp_path / f"go-{t.pid}").touch()
+    assert wait_for(lambda: (tmp_path / f"done-{t.pid}").exists())
+    (tmp_path / "stop").touch()
