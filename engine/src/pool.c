@@ -743,9 +743,10 @@ int uf_pool_seal_page(uintptr_t page)
 
 void uf_pool_check_all(void)
 {
+	/* the exit stack only if a report needs it: capturing it can mean
+	 * reading /proc/self/maps, which every exiting process would pay */
 	uintptr_t frames[UF_MAX_FRAMES];
-	int n = uf_stack_capture((uintptr_t)__builtin_return_address(0), (uintptr_t)__builtin_frame_address(0),
-				 frames, uf_proc.stack_depth);
+	int n = -1;
 	uf_pool_lock();
 	for (uint32_t i = 0; i < uf_pool.initialized; i++) {
 		struct uf_meta *m = &uf_pool.meta[i];
@@ -765,6 +766,9 @@ void uf_pool_check_all(void)
 		 * function) is where the object came from, not the engine's exit hook. */
 		b.nframes = uf_depot_get(m->alloc_stack, b.frames, UF_MAX_FRAMES);
 		if (b.nframes <= 0) {
+			if (n < 0)
+				n = uf_stack_capture((uintptr_t)__builtin_return_address(0),
+						     (uintptr_t)__builtin_frame_address(0), frames, uf_proc.stack_depth);
 			memcpy(b.frames, frames, (size_t)n * sizeof *frames);
 			b.nframes = n;
 		}

@@ -45,6 +45,8 @@ def launch(run_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Target]]:
         return t
 
     yield start
+    # gated.c's children wait for DIR/stop (DIR = tmp_path): a failed test must not leave them running
+    (tmp_path / "stop").touch()
     for t in started:
         t.stop()
 
