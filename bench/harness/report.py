@@ -124,7 +124,7 @@ def write(out: Path, docs_dir: Path, quick: bool, note: str = "") -> tuple[Path,
             "",
         ]
     lines += [
-        "How to run: `bench/run --full` (about 25 minutes: real numbers, writes `bench/results/*.json`, "
+        "How to run: `bench/run --full` (about 15 minutes on 2 vCPUs: real numbers, writes `bench/results/*.json`, "
         "`docs/bench.md`, `docs/bench.png`), `bench/run --quick` (CI smoke run, under 5 minutes, fails only on a "
         "crash, a hang or a false ufence report, never on timing), `--only micro,hackbench,redis,sysbench`, "
         "`--configs NAME,...`, `--reps N`, `--out DIR`, `--profile`. It apt-gets what is missing (rt-tests, "

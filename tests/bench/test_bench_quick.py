@@ -46,3 +46,34 @@ def test_quick_micro_hackbench(tmp_path: Path) -> None:
     assert full["guarded_pct"]["median"] > 50
     assert (out / "bench.md").read_text().startswith("# ufence benchmarks")
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs a C compiler")
+@pytest.mark.skipif(os.geteuid() != 0 and not (shutil.which("mariadbd") or os.path.exists("/usr/sbin/mariadbd")),
+                    reason="needs root to install MariaDB, sysbench and redis (the harness apt-gets them)")
+def test_quick_servers(tmp_path: Path) -> None:
+    """The server workloads: every configuration starts mariadbd and redis-server, survives the
+    client's load and shuts down cleanly, without a false report."""
+    out = tmp_path / "out"
+    env = dict(os.environ)
+    env.setdefault("BENCH_BUILD_DIR", str(tmp_path / "build"))
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only", "redis,sysbench", "--out", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "bench: passed" in r.stderr
+    for name, metric in (("redis", "rps"), ("sysbench", "tps")):
+        doc = json.loads((out / f"{name}.json").read_text())
+        for case in doc["cases"]:
+            for cfg in ("none", "ufence-off", "ufence-100ms", "ufence-full"):
+                res = case["results"][cfg]
+                assert res["status"] == "ok", (name, case["name"], cfg, res["message"])
+                assert res["summary"][metric]["median"] > 0, (name, case["name"], cfg)
+            full = case["results"]["ufence-full"]["runs"][0]
+            # full mode really guarded the server's allocations, and found nothing to report
+            assert full["stats"]["total_allocations"] > 1000, (name, full["stats"])
+            assert full["stats"]["total_bugs"] == 0, (name, full["stats"])
