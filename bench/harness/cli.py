@@ -98,11 +98,12 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     # after the install: a peer's library path (Scudo) is only known once it is there
     configs = [c for c in all_configs() if c.name in cfg_names]
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    shm = Path(tempfile.mkdtemp(prefix="ufence-bench-", dir="/dev/shm")) if os.path.isdir("/dev/shm") else None
     try:
         engine, engine_note = setup.engine(Path(os.environ.get("BENCH_BUILD_DIR", "/tmp/bench-build")))
         print(f"bench: engine: {engine or 'none'} ({engine_note})", file=sys.stderr)
         ctx = Context(tmp=tmp, engine=engine, tools=setup.helpers(tmp / "bin"), quick=quick,
-                      ncpu=os.cpu_count() or 1)
+                      ncpu=os.cpu_count() or 1, shm=shm)
         facts = machine.facts()
         reproduce = "bench/run " + " ".join(shlex.quote(a) for a in argv)
         written: list[Path] = []
@@ -161,6 +162,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         print("bench: passed", file=sys.stderr)
         return 0
     finally:
+        if shm:
+            shutil.rmtree(shm, ignore_errors=True)  # state files: memory, never kept
         if args.keep:
             print(f"bench: scratch kept in {tmp}", file=sys.stderr)
         else:

@@ -24,6 +24,10 @@ class Context:
     tools: dict[str, str]  # built helpers: alloc, shmstats
     quick: bool
     ncpu: int
+    # where the engine's state files go (UFENCE_RUN_DIR): tmpfs, as the engine's own default
+    # /dev/shm/ufence-<uid>; on a disk file system every fork child's file and every slot
+    # record written through the shared mapping would be file-system work
+    shm: Path | None = None
     runs: int = 0
     hung: set[str] = field(default_factory=set)  # "workload/config" that once ignored SIGTERM
     _seq: int = field(default=0, repr=False)
@@ -36,8 +40,8 @@ class Context:
     def run_dirs(self, owner: str | None = None) -> tuple[Path, Path]:
         """Fresh UFENCE_RUN_DIR and UFENCE_REPORT_DIR for one run (0700, owned by `owner`)."""
         self._seq += 1
-        base = self.tmp / "runs" / str(self._seq)
-        rundir, reports = base / "run", base / "reports"
+        rundir = (self.shm or self.tmp / "runs") / str(self._seq) / "run"
+        reports = self.tmp / "runs" / str(self._seq) / "reports"
         for d in (rundir, reports):
             d.mkdir(parents=True, mode=0o700)
             if owner:

@@ -14,21 +14,27 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.skipif(not shutil.which("gcc"), reason="needs a C compiler")
-def test_quick_micro_hackbench(tmp_path: Path) -> None:
+def run_quick(tmp_path: Path, only: str, timeout: float) -> Path:
+    """bench/run --quick --only ONLY; the results directory, once it passed."""
     out = tmp_path / "out"
     env = dict(os.environ)
     # The harness builds the engine itself unless UFENCE_ENGINE points at one.
     env.setdefault("BENCH_BUILD_DIR", str(tmp_path / "build"))
     r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only", "micro,hackbench", "--out", str(out)],
+        [sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only", only, "--out", str(out)],
         env=env,
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=timeout,
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "bench: passed" in r.stderr
+    return out
+
+
+@pytest.mark.skipif(not shutil.which("gcc"), reason="needs a C compiler")
+def test_quick_micro_hackbench(tmp_path: Path) -> None:
+    out = run_quick(tmp_path, "micro,hackbench", 400)
     for name in ("micro", "hackbench"):
         doc = json.loads((out / f"{name}.json").read_text())
         assert doc["mode"] == "quick"
@@ -54,18 +60,7 @@ def test_quick_micro_hackbench(tmp_path: Path) -> None:
 def test_quick_servers(tmp_path: Path) -> None:
     """The server workloads: every configuration starts mariadbd and redis-server, survives the
     client's load and shuts down cleanly, without a false report."""
-    out = tmp_path / "out"
-    env = dict(os.environ)
-    env.setdefault("BENCH_BUILD_DIR", str(tmp_path / "build"))
-    r = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "run"), "--quick", "--only", "redis,sysbench", "--out", str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert "bench: passed" in r.stderr
+    out = run_quick(tmp_path, "redis,sysbench", 900)
     for name, metric in (("redis", "rps"), ("sysbench", "tps")):
         doc = json.loads((out / f"{name}.json").read_text())
         for case in doc["cases"]:

@@ -20,6 +20,18 @@ def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def forked_child(t: Target, tmp_path: Path) -> int:
+    """The pid of gated.c's fork child, once both processes are ready and the child has its state file."""
+
+    def child() -> int:
+        ready = [int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*")]
+        others = [p for p in ready if p != t.pid]
+        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
+
+    assert wait_for(lambda: bool(child()) and (tmp_path / f"ready-{t.pid}").exists())
+    return child()
+
+
 @pytest.fixture(scope="module")
 def gated(cc: Callable[..., Path]) -> Path:
     return cc(PROGS / "gated.c", name="control-gated")
@@ -49,14 +61,7 @@ def test_queued_until_next_allocation(launch: Callable[..., Target], cli: Cli, g
 def test_fork_child_has_its_own_hot_page(launch: Callable[..., Target], cli: Cli, gated: Path,
                                           tmp_path: Path) -> None:
     t = launch(gated, str(tmp_path), "fork", flags=("--mode", "off"))
-
-    def child() -> int:
-        ready = [int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*")]
-        others = [p for p in ready if p != t.pid]
-        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
-
-    assert wait_for(lambda: bool(child()) and (tmp_path / f"ready-{t.pid}").exists())
-    c = child()
+    c = forked_child(t, tmp_path)
     r = cli("set", str(c), "sample_interval=-1")
     assert r.returncode == 0, r.stderr
     (tmp_path / f"go-{c}").touch()
@@ -76,14 +81,7 @@ def test_fork_child_starts_its_thread_at_its_first_allocation(launch: Callable[.
     """A child of a sampling process gets its control thread only once it allocates (a fork-heavy
     program's children that never allocate stay single-threaded, so glibc keeps its fast paths)."""
     t = launch(gated, str(tmp_path), "fork", flags=("--sample-interval", "10"))
-
-    def child() -> int:
-        ready = [int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*")]
-        others = [p for p in ready if p != t.pid]
-        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
-
-    assert wait_for(lambda: bool(child()) and (tmp_path / f"ready-{t.pid}").exists())
-    c = child()
+    c = forked_child(t, tmp_path)
     assert threads(t.pid) == 2, "interval sampling runs the control thread"
     assert threads(c) == 1, "the child started a thread before its first allocation"
     (tmp_path / f"go-{c}").touch()

@@ -90,6 +90,8 @@ class Sysbench(Workload):
         base.mkdir(mode=0o755)
         os.chown(base, pw.pw_uid, pw.pw_gid)
         os.chmod(ctx.tmp, 0o755)  # mysql must traverse to its datadir
+        if ctx.shm:
+            os.chmod(ctx.shm, 0o755)  # and to its run dir (itself 0700, owned by mysql)
         self.datadir = base / "data"
         self.tables, self.size = (1, 1000) if ctx.quick else (4, 10000)
         r = proc.run(["setpriv", f"--reuid={USER}", f"--regid={USER}", "--clear-groups", "mariadb-install-db",
