@@ -196,16 +196,18 @@ static void *control_main(void *arg)
 	return NULL;
 }
 
-/* Apply pending requests. Called by the control thread and, with the engine's
- * recursion guard set and no engine lock held, by an allocation that saw the
- * wake word. Bounded: a hostile writer bumping request_seq cannot hold an
- * allocating thread here. */
+/* Start the thread at the next allocation's slow path (sent there by the wake
+ * word), not now: uf_control_poll starts it. */
 void uf_control_defer(void)
 {
 	atomic_store(&start_deferred, 1);
 	__atomic_store_n(&uf_hot.wake, 1, __ATOMIC_RELEASE);
 }
 
+/* Apply pending requests. Called by the control thread and, with the engine's
+ * recursion guard set and no engine lock held, by an allocation that saw the
+ * wake word. Bounded: a hostile writer bumping request_seq cannot hold an
+ * allocating thread here. */
 void uf_control_poll(void)
 {
 	struct uf_shm_header *h = uf_shm.hdr;

@@ -125,8 +125,8 @@ int uf_guard_activate(uintptr_t a, size_t len)
 			return -1;
 		if (mprotect((void *)a, len, PROT_READ | PROT_WRITE))
 			return -1;
-		/* uffd: object pages keep their markers until first used
-		 * (pool.c); registering makes a page-less slot fault */
+		/* uffd: registering makes a page-less slot fault; pool.c
+		 * then takes the object pages' markers off in one batch */
 		if (uf_guard_mech == UF_GUARD_UFFD && uf_uffd_register(a, len))
 			uf_uffd_give_up();
 		return 0;

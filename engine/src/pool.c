@@ -611,7 +611,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	 * takes no such lock) and the next allocation gets a fresh one. A mover
 	 * on this thread's own CPU is not running (it was preempted before or
 	 * after its system call): no contention, move as usual. */
-	uint64_t mybit = 1ull << ((unsigned)sched_getcpu() & 63);
+	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
 	if (uffd && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX &&
 	    !(atomic_load_explicit(&movers, memory_order_relaxed) & ~mybit)) {
 		dst = pop();

@@ -166,7 +166,7 @@ struct uf_meta {
 	uint32_t dirty_lo, dirty_hi;
 };
 /* guard=uffd: what is behind a slot's object page */
-#define UF_PAGE_MARKED 0u      /* never used: a guard marker (as activated) */
+#define UF_PAGE_MARKED 0u      /* a guard marker (where activation could not take it off) */
 #define UF_PAGE_NONE 1u        /* nothing: any access faults (SIGBUS) */
 #define UF_PAGE_PRESENT 2u     /* a page: the object's, or one moved in */
 #define UF_OPEN_LEFT 1u

@@ -92,4 +92,3 @@ def test_fork_child_starts_its_thread_at_its_first_allocation(launch: Callable[.
     assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
     (tmp_path / f"go-{t.pid}").touch()
     assert wait_for(lambda: (tmp_path / f"done-{t.pid}").exists())
-    (tmp_path / "stop").touch()
