@@ -75,6 +75,13 @@ def all_configs() -> list[Config]:
             "sample_interval=-1:num_objects={pool}:guard=uffd",
         ),
         Config(
+            "ufence-full-batch",
+            "ufence",
+            "ufence full mode, guard=uffd, freed pages revoked 64 at a time (revoke_batch=64: one TLB flush per "
+            "64 frees; use-after-free writes caught at revocation, reads in the window missed)",
+            "sample_interval=-1:num_objects={pool}:guard=uffd:revoke_batch=64",
+        ),
+        Config(
             "ufence-full-madvise",
             "ufence",
             "ufence full mode, guard regions only (MADV_GUARD_INSTALL, no userfaultfd)",

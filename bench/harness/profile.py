@@ -105,7 +105,8 @@ def run(ctx: Context, configs: list[Config], out: Path) -> Path | None:
         return None
     runs = []
     for cfg in configs:
-        if cfg.name not in ("ufence-full", "ufence-full-madvise", "ufence-full-mprotect") or not ctx.engine:
+        full = ("ufence-full", "ufence-full-batch", "ufence-full-madvise", "ufence-full-mprotect")
+        if cfg.name not in full or not ctx.engine:
             continue
         for threads in (1, 2):
             runs.append(profile(ctx, cfg, threads, 30000, 3.0 if not ctx.quick else 0.5, 40000))

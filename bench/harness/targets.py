@@ -87,7 +87,7 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
         if doc["workload"] != "sysbench":
             continue
         for case in doc["cases"]:
-            for name in ("ufence-full", "ufence-full-madvise", "ufence-full-mprotect"):
+            for name in ("ufence-full", "ufence-full-batch", "ufence-full-madvise", "ufence-full-mprotect"):
                 b, t = _s(case, "none", "tps"), _s(case, name, "tps")
                 if not b or not t:
                     row(f"`{name}` ≥ 80% of no-engine tps", f"sysbench/{case['name']}", _status(case, name), "n/a")
@@ -104,18 +104,20 @@ def section(docs: list[dict[str, Any]]) -> list[str]:
         if doc["workload"] != "micro":
             continue
         for case in doc["cases"]:
-            full = _s(case, "ufence-full", "allocs_per_sec")
-            for peer in ("efence", "duma"):
-                p = _s(case, peer, "allocs_per_sec")
-                where = f"micro/{case['name']}"
-                if full and p:
-                    x = full["median"] / p["median"]
-                    row(f"`ufence-full` ≥ 10x `{peer}`", where,
-                        f"{full['median']:,.0f} vs {p['median']:,.0f} pairs/s = {x:,.0f}x",
-                        "yes" if x >= 10 else "**no**")
-                elif full:
-                    row(f"`ufence-full` ≥ 10x `{peer}`", where, f"{full['median']:,.0f} pairs/s; {peer}: "
-                        f"{_status(case, peer)}", "yes (peer cannot run)" if _status(case, peer) == "died" else "n/a")
+            for name in ("ufence-full", "ufence-full-batch"):
+                full = _s(case, name, "allocs_per_sec")
+                for peer in ("efence", "duma"):
+                    p = _s(case, peer, "allocs_per_sec")
+                    where = f"micro/{case['name']}"
+                    if full and p:
+                        x = full["median"] / p["median"]
+                        row(f"`{name}` ≥ 10x `{peer}`", where,
+                            f"{full['median']:,.0f} vs {p['median']:,.0f} pairs/s = {x:,.0f}x",
+                            "yes" if x >= 10 else "**no**")
+                    elif full:
+                        row(f"`{name}` ≥ 10x `{peer}`", where, f"{full['median']:,.0f} pairs/s; {peer}: "
+                            f"{_status(case, peer)}",
+                            "yes (peer cannot run)" if _status(case, peer) == "died" else "n/a")
             if "1M" in case["name"]:
                 st = _status(case, "ufence-full")
                 g = _s(case, "ufence-full", "guarded_pct")

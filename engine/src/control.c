@@ -184,6 +184,7 @@ static void *control_main(void *arg)
 			last_modules = now;
 		}
 		uf_control_housekeep();
+		uf_revoke_flush(0);   /* a batch of frees that stopped short ages out */
 		int tokens = atomic_load(&uf_interval_tokens);
 		if (interval && tokens <= 0 && !next_tick)
 			continue;          /* taken since the top of the loop: schedule the next gate now */

@@ -69,11 +69,6 @@ void uf_pool_atfork_child(void)
 	pool_mu = fresh;
 }
 
-static inline uint8_t canary_byte(uintptr_t a)
-{
-	return (uint8_t)(0xaa ^ (a & 7));
-}
-
 int uf_pool_reserve(void)
 {
 	int expect = 0;
@@ -223,6 +218,15 @@ static int activate_chunk(void)
 	return 0;
 }
 
+/* a freed slot whose page is gone joins the quarantine (pool lock held) */
+void uf_pool_requeue(uint32_t i)
+{
+	if (i < uf_pool.limit)
+		push(i);
+	else
+		uf_pool.meta[i].inlist = 0;
+}
+
 static uint32_t pop(void)
 {
 	uint32_t head = uf_pool.quarantine.head;
@@ -260,7 +264,7 @@ int uf_pool_resize(uint32_t n, char *err, size_t errlen)
 static void fill_canary(uintptr_t from, uintptr_t to)
 {
 	while (from < to && (from & 7))
-		*(volatile uint8_t *)from = canary_byte(from), from++;
+		*(volatile uint8_t *)from = uf_canary_byte(from), from++;
 	while (to - from >= 8 && from < to) {
 		size_t n = (to - from) & ~(uintptr_t)7;
 		if (n > PAT_BYTES)
@@ -269,13 +273,13 @@ static void fill_canary(uintptr_t from, uintptr_t to)
 		from += n;
 	}
 	while (from < to)
-		*(volatile uint8_t *)from = canary_byte(from), from++;
+		*(volatile uint8_t *)from = uf_canary_byte(from), from++;
 }
 
 static int scan_canary(uintptr_t from, uintptr_t to, uintptr_t *bad)
 {
 	while (from < to && (from & 7)) {
-		if (*(uint8_t *)from != canary_byte(from))
+		if (*(uint8_t *)from != uf_canary_byte(from))
 			goto found;
 		from++;
 	}
@@ -291,12 +295,22 @@ static int scan_canary(uintptr_t from, uintptr_t to, uintptr_t *bad)
 		from += n;
 	}
 	for (; from < to; from++)
-		if (*(uint8_t *)from != canary_byte(from))
+		if (*(uint8_t *)from != uf_canary_byte(from))
 			goto found;
 	return 0;
 found:
 	*bad = from;
 	return 1;
+}
+
+void uf_canary_fill(uintptr_t from, uintptr_t to)
+{
+	fill_canary(from, to);
+}
+
+int uf_canary_scan(uintptr_t from, uintptr_t to, uintptr_t *bad)
+{
+	return scan_canary(from, to, bad);
 }
 
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad)
@@ -320,7 +334,7 @@ static void dump_canary(const struct uf_meta *m, uintptr_t bad, struct uf_bug_in
 	for (uintptr_t a = bad; a < end; a++) {
 		uint8_t v = *(uint8_t *)a;
 		b->dump[b->ndump] = v;
-		b->dump_bad[b->ndump] = v != canary_byte(a);
+		b->dump_bad[b->ndump] = v != uf_canary_byte(a);
 		b->ndump++;
 	}
 	b->bad = bad;
@@ -604,6 +618,8 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	m->flags &= ~UF_SLOT_UNPROTECTED;
 	bloom_add(m->cover_hash, -1);
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
+	/* revoke_batch: the page stays until its batch goes (revoke.c) */
+	int defer = uffd && !corrupt && !open && uf_revoke_enabled();
 	uint32_t dst = NONE;
 	/* UFFDIO_MOVE takes the pool's anon_vma write lock and holds it across
 	 * the TLB shootdown, so a thread moving while another CPU is in the
@@ -612,7 +628,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	 * on this thread's own CPU is not running (it was preempted before or
 	 * after its system call): no contention, move as usual. */
 	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
-	if (uffd && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX &&
+	if (uffd && !defer && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX &&
 	    !(atomic_load_explicit(&movers, memory_order_relaxed) & ~mybit)) {
 		dst = pop();
 		if (dst != NONE) {
@@ -624,7 +640,9 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 
 	uintptr_t pg = uf_slot_page((uint32_t)i);
 	int dst_ready = 0;
-	if (dst != NONE) {
+	if (defer) {
+		/* nothing yet */
+	} else if (dst != NONE) {
 		dst_ready = recycle_page(pg, dst, m, !corrupt);
 		atomic_fetch_and_explicit(&movers, ~mybit, memory_order_relaxed);
 	} else if (uffd) {
@@ -632,7 +650,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	} else {
 		uf_guard_protect(pg, uf_pool.page);
 	}
-	if (uffd)
+	if (uffd && !defer)
 		atomic_store(&m->page, UF_PAGE_NONE);
 	if (open & UF_OPEN_LEFT)
 		uf_guard_protect(pg - uf_pool.page, uf_pool.page);
@@ -640,10 +658,8 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 		uf_guard_protect(pg + uf_pool.page, uf_pool.page);
 
 	uf_pool_lock();
-	if ((uint32_t)i < uf_pool.limit)
-		push((uint32_t)i);
-	else
-		m->inlist = 0;
+	if (!defer)
+		uf_pool_requeue((uint32_t)i);
 	if (dst != NONE) {
 		uf_pool.ready_reserved--;
 		if (dst_ready)
@@ -658,8 +674,11 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 		uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)uf_pool.page);
 	uf_stat_add(UF_STAT_currently_allocated, -1);
 	uf_stat_add(UF_STAT_total_frees, 1);
-	uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)uf_pool.page);
+	if (!defer)
+		uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)uf_pool.page);
 	uf_shm_slot_publish((uint32_t)i, &copy);
+	if (defer)
+		uf_revoke_defer((uint32_t)i);
 	if (corrupt) {
 		b.bug = UF_BUG_CORRUPTION;
 		b.access = -1;
@@ -747,6 +766,7 @@ void uf_pool_check_all(void)
 	 * reading /proc/self/maps, which every exiting process would pay */
 	uintptr_t frames[UF_MAX_FRAMES];
 	int n = -1;
+	uf_revoke_flush(1);     /* late writes to freed objects are reported too */
 	uf_pool_lock();
 	for (uint32_t i = 0; i < uf_pool.initialized; i++) {
 		struct uf_meta *m = &uf_pool.meta[i];

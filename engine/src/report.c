@@ -378,7 +378,9 @@ void uf_report(struct uf_bug_info *b)
 		}
 		uf_put(&t, " ] (in ufence-#");
 		uf_put_dec(&t, b->slot);
-		uf_put(&t, b->at_exit ? ", found at exit):\n" : "):\n");
+		uf_put(&t, b->after_free ? ", after free, found at revocation):\n"
+			   : b->at_exit   ? ", found at exit):\n"
+					  : "):\n");
 		break;
 	case UF_BUG_INVALID:
 		uf_put(&t, "Invalid ");
@@ -455,6 +457,8 @@ void uf_report(struct uf_bug_info *b)
 	}
 	if (b->at_exit)
 		uf_put(&j, ", \"at_exit\": true");
+	if (b->after_free)
+		uf_put(&j, ", \"after_free\": true");
 	uf_put(&j, "}}\n");
 
 	char path[UF_PATH_LEN + 32];

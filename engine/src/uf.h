@@ -218,6 +218,19 @@ static inline uintptr_t uf_slot_page(uint32_t i)
 void uf_pool_open_page(uintptr_t page);
 int uf_pool_seal_page(uintptr_t page);       /* fault=abort: a marker, so it faults SIGSEGV */
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
+static inline uint8_t uf_canary_byte(uintptr_t a)
+{
+	return (uint8_t)(0xaa ^ (a & 7));
+}
+void uf_canary_fill(uintptr_t from, uintptr_t to);
+int uf_canary_scan(uintptr_t from, uintptr_t to, uintptr_t *bad);   /* 1: *bad is the first */
+void uf_pool_requeue(uint32_t i);            /* pool lock held */
+
+/* ---- batched revocation (revoke.c) ---- */
+#define UF_REVOKE_MAX 256u                   /* revoke_batch's maximum in settings.def */
+int uf_revoke_enabled(void);
+void uf_revoke_defer(uint32_t i);
+void uf_revoke_flush(int force);             /* force = 0: only a batch past its age */
 
 /* ---- guard (guard.c) ---- */
 enum { UF_GUARD_MADVISE = 1, UF_GUARD_MPROTECT = 2, UF_GUARD_UFFD = 3 };
@@ -229,6 +242,7 @@ int uf_guard_unprotect(uintptr_t addr, size_t len);
 int uf_guard_activate(uintptr_t addr, size_t len);
 int uf_guard_discard(uintptr_t addr, size_t len);   /* MADV_DONTNEED */
 uint32_t uf_guard_unmark_many(uintptr_t first, size_t stride, uint32_t n);
+void uf_guard_discard_list(const uintptr_t *pages, uint32_t n);   /* one TLB flush */
 
 /* ---- uffd (uffd.c): 0 or an errno ---- */
 int uf_uffd_init(void);                      /* 0 = page recycling works here */
@@ -334,6 +348,7 @@ struct uf_bug_info {
 	uint8_t dump_bad[16];
 	int ndump;
 	int at_exit;           /* found by check_on_exit */
+	int after_free;        /* revoke_batch: written while freed, found at revocation */
 };
 void uf_report(struct uf_bug_info *b);
 /* one report per object: returns 1 if this slot was already reported */

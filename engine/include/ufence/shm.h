@@ -55,7 +55,8 @@
 	X(degraded)             /* nonzero: engine fell back to plain alloc */\
 	X(settings_refused)     /* change requests refused */                \
 	X(fork_children)        /* forks seen */                             \
-	X(pages_recycled)       /* freed pages moved to the next slot (uffd) */
+	X(pages_recycled)       /* freed pages moved to the next slot (uffd) */ \
+	X(pages_revoked_batched) /* freed pages dropped in batches (revoke_batch) */
 
 enum uf_stat {
 #define UF_STAT_ENUM(name) UF_STAT_##name,

@@ -88,7 +88,10 @@ def access_line(report: Report, name: str) -> str:
         return f"Use-after-free {acc} at {addr} (in {name}):"
     if bug is BugType.MEMORY_CORRUPTION:
         dump = _corruption(report)
-        return f"Corrupted memory at {addr} {dump + ' ' if dump else ''}(in {name}):"
+        # as the engine writes it: when the canary was found broken
+        when = (", after free, found at revocation" if report.extra.get("after_free")
+                else ", found at exit" if report.extra.get("at_exit") else "")
+        return f"Corrupted memory at {addr} {dump + ' ' if dump else ''}(in {name}{when}):"
     if bug is BugType.INVALID_ACCESS:
         return f"Invalid {acc} at {addr}:"
     return f"Invalid free of {addr} (in {name}):"

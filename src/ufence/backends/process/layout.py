@@ -46,6 +46,7 @@ STAT_NAMES: tuple[str, ...] = (
     "settings_refused",
     "fork_children",
     "pages_recycled",
+    "pages_revoked_batched",
 )
 
 DEGRADED_REASONS = {1: "no pool", 2: "no shared memory", 4: "no SIGSEGV handler", 8: "no guard mechanism"}
