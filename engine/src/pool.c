@@ -618,8 +618,10 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	m->flags &= ~UF_SLOT_UNPROTECTED;
 	bloom_add(m->cover_hash, -1);
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
-	/* revoke_batch: the page stays until its batch goes (revoke.c) */
-	int defer = uffd && !corrupt && !open && uf_revoke_enabled();
+	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
+	/* revoke_batch: while frees come from more than one CPU, the page
+	 * stays until its batch goes (revoke.c) */
+	int defer = uffd && !corrupt && !open && uf_revoke_enabled() && uf_revoke_wanted(mybit, m->free_ns);
 	uint32_t dst = NONE;
 	/* UFFDIO_MOVE takes the pool's anon_vma write lock and holds it across
 	 * the TLB shootdown, so a thread moving while another CPU is in the
@@ -627,7 +629,6 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	 * takes no such lock) and the next allocation gets a fresh one. A mover
 	 * on this thread's own CPU is not running (it was preempted before or
 	 * after its system call): no contention, move as usual. */
-	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
 	if (uffd && !defer && uf_pool.ready.count + uf_pool.ready_reserved < READY_MAX &&
 	    !(atomic_load_explicit(&movers, memory_order_relaxed) & ~mybit)) {
 		dst = pop();

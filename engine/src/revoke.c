@@ -8,12 +8,12 @@
  * against ~2 us for the rest of the free. Two threads freeing on two CPUs
  * then run at a fraction of one thread's speed.
  *
- * With revoke_batch=N a freed object's page stays mapped, the object's own
- * bytes overwritten with the canary so the whole page is canary, until N
- * frees have collected (or the oldest is REVOKE_AGE_NS old, seen at a later
- * free or by the control thread). Then every page of the batch is checked
- * and all are dropped by one process_madvise(MADV_DONTNEED): one flush for N
- * frees. The slots go to the quarantine as usual; the next allocation of one
+ * With revoke_batch=N, while frees come from more than one CPU (below), a
+ * freed object's page stays mapped, the object's own bytes overwritten with
+ * the canary so the whole page is canary, until N frees have collected (or
+ * the oldest is REVOKE_AGE_NS old, seen at a later free or by the control
+ * thread). Then every page of the batch is checked and all are dropped by
+ * one process_madvise(MADV_DONTNEED): one flush for N frees. The slots go to the quarantine as usual; the next allocation of one
  * gets a fresh canary page through the userfaultfd.
  *
  * The price, which is why the default is 1: during the window (at most N
@@ -99,6 +99,27 @@ static void revoke(const uint32_t *slots, uint32_t n)
 	}
 	uf_pool_unlock();
 	uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)(n * uf_pool.page));
+}
+
+/* CPUs (bit cpu % 64) that freed in this ~1 ms epoch and the one before
+ * (pool lock). Only frees made on several CPUs at once pay an IPI per
+ * revocation, so only then is a batch worth its window: a single thread, or
+ * threads sharing one CPU, keep immediate revocation (UFFDIO_MOVE, which
+ * needs no system call at the next allocation, is also the cheaper path
+ * there: ~10% a malloc+free). A thread that migrates leaves its old CPU in
+ * the mask for up to 2 ms, which costs a few batched frees, nothing more. */
+static uint64_t epoch, cur_cpus, prev_cpus;
+
+int uf_revoke_wanted(uint64_t cpubit, uint64_t now_ns)
+{
+	uint64_t e = now_ns >> 20;
+	if (e != epoch) {
+		prev_cpus = e == epoch + 1 ? cur_cpus : 0;
+		cur_cpus = 0;
+		epoch = e;
+	}
+	cur_cpus |= cpubit;
+	return ((cur_cpus | prev_cpus) & ~cpubit) != 0;
 }
 
 int uf_revoke_enabled(void)

@@ -229,6 +229,7 @@ void uf_pool_requeue(uint32_t i);            /* pool lock held */
 /* ---- batched revocation (revoke.c) ---- */
 #define UF_REVOKE_MAX 256u                   /* revoke_batch's maximum in settings.def */
 int uf_revoke_enabled(void);
+int uf_revoke_wanted(uint64_t cpubit, uint64_t now_ns);   /* pool lock */
 void uf_revoke_defer(uint32_t i);
 void uf_revoke_flush(int force);             /* force = 0: only a batch past its age */
 

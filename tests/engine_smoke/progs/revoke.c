@@ -1,5 +1,6 @@
 /* revoke_batch=N keeps freed pages mapped (all canary) until N frees have
- * collected, then drops them with one process_madvise. What must hold:
+ * collected, then drops them with one process_madvise, but only while
+ * frees come from more than one CPU. What must hold:
  *
  *   late-write  a write into a freed object inside the window is reported
  *               when its batch is revoked: memory corruption, after free,
@@ -10,10 +11,14 @@
  *               a page on its way out never shows through in a live object
  *   fork        churn, fork, churn in both (the child inherits a half-full
  *               batch of its own copies), then a late write in each
+ *   wait        churn 2, print "ready", wait for stdin to close (for stats)
  *
- * Prints "done" when it survives; "late <pid>" before each deliberate bug. */
+ * The late frees are made right after a thread on a second CPU has freed,
+ * so the engine batches. Prints "done" when it survives, "late <pid>" /
+ * "uaf <pid>" before each deliberate bug, "skip" with only one CPU. */
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +34,17 @@ struct set {
 	unsigned seed;
 };
 
+static int cpus[2];
+
 static unsigned char tag(const void *p, size_t k) { return (unsigned char)(((uintptr_t)p >> 4) + k * 7 + 1); }
+
+static void pin(int cpu)
+{
+	cpu_set_t s;
+	CPU_ZERO(&s);
+	CPU_SET(cpu, &s);
+	sched_setaffinity(0, sizeof s, &s);
+}
 
 static int churn(struct set *s, int rounds)
 {
@@ -53,13 +68,51 @@ static int churn(struct set *s, int rounds)
 static void *worker(void *arg)
 {
 	struct set *s = arg;
+	pin(cpus[s->seed & 1]);
 	return churn(s, 20000) ? s : NULL;
+}
+
+static int churn_threads(int nt)
+{
+	static struct set sets[8];
+	pthread_t t[8];
+	for (int i = 0; i < nt && i < 8; i++) {
+		memset(&sets[i], 0, sizeof sets[i]);
+		sets[i].seed = (unsigned)i + 1;
+		pthread_create(&t[i], NULL, worker, &sets[i]);
+	}
+	int ok = 1;
+	for (int i = 0; i < nt && i < 8; i++) {
+		void *r;
+		pthread_join(t[i], &r);
+		ok &= r != NULL;
+	}
+	return ok;
+}
+
+static void *other_cpu_frees(void *arg)
+{
+	(void)arg;
+	pin(cpus[1]);
+	for (int i = 0; i < 8; i++)
+		free(malloc(32));
+	return NULL;
+}
+
+/* a free on the second CPU just now: the next free here is batched */
+static void prime(void)
+{
+	pin(cpus[0]);
+	pthread_t t;
+	pthread_create(&t, NULL, other_cpu_frees, NULL);
+	pthread_join(t, NULL);
 }
 
 __attribute__((noinline)) static void late_write(void)
 {
 	char *p = malloc(40);
 	strcpy(p, "freed");
+	prime();
 	free(p);
 	printf("late %d\n", getpid());
 	fflush(stdout);
@@ -71,44 +124,48 @@ __attribute__((noinline)) static void late_write(void)
 int main(int argc, char **argv)
 {
 	const char *mode = argc > 1 ? argv[1] : "churn";
+	cpu_set_t all;
+	sched_getaffinity(0, sizeof all, &all);
+	for (int c = 0, k = 0; c < CPU_SETSIZE && k < 2; c++)
+		if (CPU_ISSET(c, &all))
+			cpus[k++] = c;
+	if (CPU_COUNT(&all) < 2) {
+		printf("skip\n");
+		return 0;
+	}
 	if (!strcmp(mode, "late-write")) {
 		late_write();
 	} else if (!strcmp(mode, "aged")) {
 		char *p = malloc(24);
+		prime();
 		free(p);
 		usleep(400000);
 		printf("uaf %d\n", getpid());
 		fflush(stdout);
 		volatile char c = p[0];
 		(void)c;
-	} else if (!strcmp(mode, "churn")) {
-		int nt = argc > 2 ? atoi(argv[2]) : 2;
-		static struct set sets[8];
-		pthread_t t[8];
-		for (int i = 0; i < nt && i < 8; i++) {
-			sets[i].seed = (unsigned)i + 1;
-			pthread_create(&t[i], NULL, worker, &sets[i]);
+	} else if (!strcmp(mode, "churn") || !strcmp(mode, "wait")) {
+		if (!churn_threads(argc > 2 ? atoi(argv[2]) : 2)) {
+			printf("contents wrong\n");
+			return 1;
 		}
-		for (int i = 0; i < nt && i < 8; i++) {
-			void *r;
-			pthread_join(t[i], &r);
-			if (!r) {
-				printf("contents wrong in thread %d\n", i);
-				return 1;
-			}
+		if (!strcmp(mode, "wait")) {
+			printf("ready\n");
+			fflush(stdout);
+			while (getchar() != EOF)
+				;
 		}
 	} else if (!strcmp(mode, "fork")) {
-		static struct set s = {.seed = 7};
-		if (!churn(&s, 3000) || (free(malloc(8)), 0))
+		if (!churn_threads(2))
 			return 1;
 		pid_t c = fork();
-		if (!churn(&s, 3000)) {
+		if (!churn_threads(2)) {
 			printf("contents wrong in %s\n", c ? "parent" : "child");
 			return 1;
 		}
 		late_write();
 		if (c == 0)
-			_exit(0);
+			exit(0);        /* not _exit: the exit check revokes what is pending */
 		int st;
 		waitpid(c, &st, 0);
 		if (!WIFEXITED(st) || WEXITSTATUS(st))
