@@ -209,10 +209,10 @@ static uintptr_t listed_page(uint32_t k, const void *arg)
 }
 
 /* Drop n listed pages with one TLB flush: process_madvise(MADV_DONTNEED)
- * over many ranges flushes once for all of them (Linux 6.16+; older kernels
- * flush per range, no worse than n madvise calls). With another thread of
- * the process running on another CPU that flush is an IPI, ~14 us here
- * against ~0.6 us a page batched 64 at a time (bench/profile.md). Pages the
+ * over many ranges flushes once for all of them on the kernels measured
+ * (6.18; one that flushed per range would be no worse than n madvise calls).
+ * With another thread of the process running on another CPU a flush is an
+ * IPI: ~14 us a page one call each, ~0.66 us a page 64 at a time. Pages the
  * call did not take are dropped one by one. */
 void uf_guard_discard_list(const uintptr_t *pages, uint32_t n)
 {

@@ -263,6 +263,9 @@ def test_batched_revocation_reports_a_late_write(cc: Callable[..., Path], tmp_pa
     assert r["corruption"][0]["value"] == ord("X")
     assert r["stack"][0]["function"] == "late_write" == r["object"]["free"]["frames"][0]["function"]
     assert r["object"]["state"] == "freed"
+    again = subprocess.run([sys.executable, "-m", "ufence", "report", str(tmp_path / "batch" / "reports")],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0 and ", after free, found at revocation):" in again.stdout, again.stderr
 
     proc, reports = run(binary, "late-write", options="sample_interval=-1:guard=uffd", tmp=tmp_path / "now")
     assert [(r["bug"], r["access"]) for r in reports] == [("use-after-free", "write")], proc.stderr
