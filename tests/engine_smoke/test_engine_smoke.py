@@ -250,12 +250,28 @@ def _run_batched(binary: Path, *args: str, tmp: Path) -> tuple[subprocess.Comple
     return proc, reports
 
 
+LATE = ("memory corruption", None)   # batched: found at revocation
+AT_ONCE = ("use-after-free", "write")
+
+
+def _kind(r: dict) -> tuple[str, str | None]:
+    assert r["bug"] != "memory corruption" or r["extra"].get("after_free") is True, r
+    return r["bug"], r["access"]
+
+
 def test_batched_revocation_reports_a_late_write(cc: Callable[..., Path], tmp_path: Path) -> None:
     """revoke_batch: a write into a freed object is caught when its batch is revoked (memory
-    corruption after free, blamed on the free); with the default it faults at the write."""
+    corruption after free, blamed on the free); with the default it faults at the write. A
+    batched free that itself fills its batch (1 in 64) revokes at once: a run may then see the
+    fault, so up to 4 runs are made and every one must report the write exactly once."""
     binary = cc(PROGS / "revoke.c")
-    proc, reports = _run_batched(binary, "late-write", tmp=tmp_path / "batch")
-    assert len(reports) == 1, proc.stderr
+    for attempt in range(4):
+        tmp = tmp_path / f"batch{attempt}"
+        proc, reports = _run_batched(binary, "late-write", tmp=tmp)
+        assert len(reports) == 1 and _kind(reports[0]) in (LATE, AT_ONCE), proc.stderr
+        if _kind(reports[0]) == LATE:
+            break
+    assert _kind(reports[0]) == LATE, "never batched in 4 runs"
     r = reports[0]
     assert r["bug"] == "memory corruption" and r["extra"].get("after_free") is True, r
     assert "(in ufence-#" in proc.stderr and ", after free, found at revocation):" in proc.stderr
@@ -263,7 +279,7 @@ def test_batched_revocation_reports_a_late_write(cc: Callable[..., Path], tmp_pa
     assert r["corruption"][0]["value"] == ord("X")
     assert r["stack"][0]["function"] == "late_write" == r["object"]["free"]["frames"][0]["function"]
     assert r["object"]["state"] == "freed"
-    again = subprocess.run([sys.executable, "-m", "ufence", "report", str(tmp_path / "batch" / "reports")],
+    again = subprocess.run([sys.executable, "-m", "ufence", "report", str(tmp / "reports")],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 0 and ", after free, found at revocation):" in again.stdout, again.stderr
 
@@ -272,9 +288,10 @@ def test_batched_revocation_reports_a_late_write(cc: Callable[..., Path], tmp_pa
 
 
 def test_batched_revocation_ages_out(cc: Callable[..., Path], tmp_path: Path) -> None:
-    """A batch that never fills is revoked within ~100 ms: a read 400 ms after the free faults."""
+    """A batch that never fills is revoked within ~100 ms: a write 400 ms after the free faults
+    (had the page still been waiting, the write would only be found at exit, as a corruption)."""
     proc, reports = _run_batched(cc(PROGS / "revoke.c"), "aged", tmp=tmp_path)
-    assert [(r["bug"], r["access"]) for r in reports] == [("use-after-free", "read")], proc.stderr
+    assert [_kind(r) for r in reports] == [AT_ONCE], proc.stderr
 
 
 @pytest.mark.parametrize("args", [("churn", "2"), ("churn", "4"), ("fork",)])
@@ -284,7 +301,7 @@ def test_batched_revocation_keeps_contents(cc: Callable[..., Path], tmp_path: Pa
     proc, reports = _run_batched(cc(PROGS / "revoke.c"), *args, tmp=tmp_path)
     late = sorted(int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("late "))
     assert sorted(r["pid"] for r in reports) == late, proc.stderr
-    assert all(r["bug"] == "memory corruption" and r["extra"].get("after_free") for r in reports), reports
+    assert all(_kind(r) in (LATE, AT_ONCE) for r in reports), reports
     assert len(late) == (2 if args[0] == "fork" else 0)
 
 

@@ -6,15 +6,15 @@
  *               when its batch is revoked: memory corruption, after free,
  *               with the free's stack as the report's own ("late_write")
  *   aged        a batch that stops short is revoked by the control thread
- *               within ~100 ms: a read 400 ms after the free faults
+ *               within ~100 ms: a write 400 ms after the free faults
  *   churn T     T threads replace objects of every size, contents checked:
  *               a page on its way out never shows through in a live object
  *   fork        churn, fork, churn in both (the child inherits a half-full
  *               batch of its own copies), then a late write in each
  *   wait        churn 2, print "ready", wait for stdin to close (for stats)
  *
- * The late frees are made right after a thread on a second CPU has freed,
- * so the engine batches. Prints "done" when it survives, "late <pid>" /
+ * The late frees are made while a thread on a second CPU frees too, so the
+ * engine batches. Prints "done" when it survives, "late <pid>" /
  * "uaf <pid>" before each deliberate bug, "skip" with only one CPU. */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -90,33 +90,48 @@ static int churn_threads(int nt)
 	return ok;
 }
 
+static volatile int others_stop;
+static pthread_t others;
+
 static void *other_cpu_frees(void *arg)
 {
 	(void)arg;
 	pin(cpus[1]);
-	for (int i = 0; i < 8; i++)
+	while (!others_stop)
 		free(malloc(32));
 	return NULL;
 }
 
-/* a free on the second CPU just now: the next free here is batched */
-static void prime(void)
+/* a thread freeing on the second CPU all along, so frees here are batched */
+static void others_start(void)
 {
 	pin(cpus[0]);
-	pthread_t t;
-	pthread_create(&t, NULL, other_cpu_frees, NULL);
-	pthread_join(t, NULL);
+	others_stop = 0;
+	pthread_create(&others, NULL, other_cpu_frees, NULL);
+	for (int i = 0; i < 100; i++)
+		free(malloc(16));      /* the other thread has begun: its CPU is in the mask */
+	usleep(2000);
 }
 
+static void others_end(void)
+{
+	others_stop = 1;
+	pthread_join(others, NULL);
+}
+
+/* The write follows the free at once: the batch it joined is still pending
+ * unless this very free filled it (1 in 64), in which case the write faults
+ * as without batching. */
 __attribute__((noinline)) static void late_write(void)
 {
 	char *p = malloc(40);
 	strcpy(p, "freed");
-	prime();
-	free(p);
 	printf("late %d\n", getpid());
 	fflush(stdout);
+	others_start();
+	free(p);
 	((volatile char *)p)[3] = 'X';
+	others_end();
 	for (int i = 0; i < 300; i++)          /* more frees than any batch */
 		free(malloc(16));
 }
@@ -136,14 +151,16 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "late-write")) {
 		late_write();
 	} else if (!strcmp(mode, "aged")) {
+		/* revoked by age: the write faults; still pending: it would be
+		 * found only at exit, as a corruption */
 		char *p = malloc(24);
-		prime();
+		others_start();
 		free(p);
+		others_end();
 		usleep(400000);
 		printf("uaf %d\n", getpid());
 		fflush(stdout);
-		volatile char c = p[0];
-		(void)c;
+		((volatile char *)p)[0] = 'X';
 	} else if (!strcmp(mode, "churn") || !strcmp(mode, "wait")) {
 		if (!churn_threads(argc > 2 ? atoi(argv[2]) : 2)) {
 			printf("contents wrong\n");
