@@ -335,3 +335,35 @@ def test_batched_revocation_only_with_frees_on_two_cpus(cc: Callable[..., Path],
     c = _waiting_stats(cc(PROGS / "recycle.c"), BATCH, tmp_path / "one")
     assert c["total_frees"] >= 1800 and c["pages_revoked_batched"] == 0, c
     assert c["pages_recycled"] >= 0.9 * c["total_frees"], c
+
+
+def test_batched_revocation_switched_on_while_running(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """`ufence set PID revoke_batch=64` takes effect in a running process: no page batched before,
+    most of the next round's frees after, and no report either way."""
+    env = dict(os.environ)
+    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": "sample_interval=-1:guard=uffd",
+                "UFENCE_REPORT_DIR": str(tmp_path / "reports"), "UFENCE_RUN_DIR": str(tmp_path / "run")})
+    proc = subprocess.Popen([str(cc(PROGS / "revoke.c")), "switch"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None and proc.stdin is not None
+        line = proc.stdout.readline().strip()
+        if line == "skip":
+            pytest.skip("batched revocation needs frees on two CPUs")
+        assert line == "round 1"
+        before = json.loads(_live_stats(proc.pid, tmp_path).stdout)["counters"]
+        r = subprocess.run([sys.executable, "-m", "ufence", "set", str(proc.pid), "revoke_batch=64"],
+                           capture_output=True, text=True, timeout=30,
+                           env={**os.environ, "UFENCE_RUN_DIR": str(tmp_path / "run")})
+        assert r.returncode == 0, r.stderr
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "round 2"
+        after = json.loads(_live_stats(proc.pid, tmp_path).stdout)["counters"]
+    finally:
+        proc.kill()
+        proc.wait()
+    assert before["total_frees"] >= 30000 and before["pages_revoked_batched"] == 0, before
+    frees = after["total_frees"] - before["total_frees"]
+    assert frees >= 30000 and after["pages_revoked_batched"] >= frees // 2, (before, after)
+    assert not (tmp_path / "reports").exists() or not list((tmp_path / "reports").glob("*.json"))

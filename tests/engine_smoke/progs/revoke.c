@@ -12,6 +12,7 @@
  *   fork        churn, fork, churn in both (the child inherits a half-full
  *               batch of its own copies), then a late write in each
  *   wait        churn 2, print "ready", wait for stdin to close (for stats)
+ *   switch      churn 2, "round 1", wait for a line, churn 2, "round 2", wait
  *
  * The late frees are made while a thread on a second CPU frees too, so the
  * engine batches. Prints "done" when it survives, "late <pid>" /
@@ -170,6 +171,20 @@ int main(int argc, char **argv)
 			printf("ready\n");
 			fflush(stdout);
 			while (getchar() != EOF)
+				;
+		}
+	} else if (!strcmp(mode, "switch")) {
+		/* churn, "round 1", wait for a line (the test changes settings),
+		 * churn again, "round 2", wait for stdin to close */
+		for (int round = 1; round <= 2; round++) {
+			if (!churn_threads(2)) {
+				printf("contents wrong\n");
+				return 1;
+			}
+			printf("round %d\n", round);
+			fflush(stdout);
+			int ch;
+			while ((ch = getchar()) != EOF && ch != '\n')
 				;
 		}
 	} else if (!strcmp(mode, "fork")) {
