@@ -140,6 +140,14 @@ def _start(binary: Path, arg: str, options: str, tmp: Path) -> subprocess.Popen[
     return proc
 
 
+def _spawn(binary: Path, arg: str, options: str, tmp: Path) -> subprocess.Popen[str]:
+    """The program under the engine with stdin and stdout piped (it waits on stdin)."""
+    env = dict(os.environ)
+    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": options,
+                "UFENCE_REPORT_DIR": str(tmp / "reports"), "UFENCE_RUN_DIR": str(tmp / "run")})
+    return subprocess.Popen([str(binary), arg], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+
 def _live_stats(pid: int, tmp: Path) -> subprocess.CompletedProcess[str]:
     """`ufence stats PID --json` against the run dir of a program started by the test."""
     return subprocess.run([sys.executable, "-m", "ufence", "stats", str(pid), "--json"],
@@ -216,11 +224,7 @@ def test_page_recycling_survives_the_program(cc: Callable[..., Path], tmp_path: 
 def test_page_recycling_counts_its_moves(cc: Callable[..., Path], tmp_path: Path) -> None:
     """Live stats name the mechanism and count the recycled pages; resident pool pages stay a
     page per live object plus the few kept ready (at most 64)."""
-    env = dict(os.environ)
-    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": "sample_interval=-1:guard=uffd",
-                "UFENCE_REPORT_DIR": str(tmp_path / "reports"), "UFENCE_RUN_DIR": str(tmp_path / "run")})
-    proc = subprocess.Popen([str(cc(PROGS / "recycle.c")), "wait"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = _spawn(cc(PROGS / "recycle.c"), "wait", "sample_interval=-1:guard=uffd", tmp_path)
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         out = _live_stats(proc.pid, tmp_path)
@@ -306,11 +310,7 @@ def test_batched_revocation_keeps_contents(cc: Callable[..., Path], tmp_path: Pa
 
 
 def _waiting_stats(binary: Path, options: str, tmp: Path) -> dict:
-    env = dict(os.environ)
-    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": options,
-                "UFENCE_REPORT_DIR": str(tmp / "reports"), "UFENCE_RUN_DIR": str(tmp / "run")})
-    proc = subprocess.Popen([str(binary), "wait"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                            env=env)
+    proc = _spawn(binary, "wait", options, tmp)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline().strip()
@@ -340,11 +340,7 @@ def test_batched_revocation_only_with_frees_on_two_cpus(cc: Callable[..., Path],
 def test_batched_revocation_switched_on_while_running(cc: Callable[..., Path], tmp_path: Path) -> None:
     """`ufence set PID revoke_batch=64` takes effect in a running process: no page batched before,
     most of the next round's frees after, and no report either way."""
-    env = dict(os.environ)
-    env.update({"LD_PRELOAD": str(library_path()), "UFENCE_OPTIONS": "sample_interval=-1:guard=uffd",
-                "UFENCE_REPORT_DIR": str(tmp_path / "reports"), "UFENCE_RUN_DIR": str(tmp_path / "run")})
-    proc = subprocess.Popen([str(cc(PROGS / "revoke.c")), "switch"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
+    proc = _spawn(cc(PROGS / "revoke.c"), "switch", "sample_interval=-1:guard=uffd", tmp_path)
     try:
         assert proc.stdout is not None and proc.stdin is not None
         line = proc.stdout.readline().strip()
