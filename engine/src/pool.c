@@ -261,7 +261,7 @@ int uf_pool_resize(uint32_t n, char *err, size_t errlen)
 	return 0;
 }
 
-static void fill_canary(uintptr_t from, uintptr_t to)
+void uf_canary_fill(uintptr_t from, uintptr_t to)
 {
 	while (from < to && (from & 7))
 		*(volatile uint8_t *)from = uf_canary_byte(from), from++;
@@ -276,7 +276,7 @@ static void fill_canary(uintptr_t from, uintptr_t to)
 		*(volatile uint8_t *)from = uf_canary_byte(from), from++;
 }
 
-static int scan_canary(uintptr_t from, uintptr_t to, uintptr_t *bad)
+int uf_canary_scan(uintptr_t from, uintptr_t to, uintptr_t *bad)
 {
 	while (from < to && (from & 7)) {
 		if (*(uint8_t *)from != uf_canary_byte(from))
@@ -303,31 +303,19 @@ found:
 	return 1;
 }
 
-void uf_canary_fill(uintptr_t from, uintptr_t to)
-{
-	fill_canary(from, to);
-}
-
-int uf_canary_scan(uintptr_t from, uintptr_t to, uintptr_t *bad)
-{
-	return scan_canary(from, to, bad);
-}
-
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad)
 {
 	uintptr_t page = m->addr & ~(uf_pool.page - 1);
-	if (scan_canary(page, m->addr, bad))
+	if (uf_canary_scan(page, m->addr, bad))
 		return 1;
-	return scan_canary(m->addr + m->size, page + uf_pool.page, bad);
+	return uf_canary_scan(m->addr + m->size, page + uf_pool.page, bad);
 }
 
 /* KFENCE's print_diff_canary: up to 16 bytes from the first bad one,
- * stopping at the object (left side) or the page end (right side). */
-static void dump_canary(const struct uf_meta *m, uintptr_t bad, struct uf_bug_info *b)
+ * stopping at `lim`. */
+void uf_canary_dump(uintptr_t bad, uintptr_t lim, struct uf_bug_info *b)
 {
-	uintptr_t page = m->addr & ~(uf_pool.page - 1);
-	uintptr_t end = bad + 16;
-	uintptr_t lim = bad < m->addr ? m->addr : page + uf_pool.page;
+	uintptr_t end = bad + sizeof b->dump;
 	if (end > lim)
 		end = lim;
 	b->ndump = 0;
@@ -338,6 +326,14 @@ static void dump_canary(const struct uf_meta *m, uintptr_t bad, struct uf_bug_in
 		b->ndump++;
 	}
 	b->bad = bad;
+}
+
+/* a live object's canary: the dump stops at the object (left side) or the
+ * page end (right side) */
+static void dump_canary(const struct uf_meta *m, uintptr_t bad, struct uf_bug_info *b)
+{
+	uintptr_t page = m->addr & ~(uf_pool.page - 1);
+	uf_canary_dump(bad, bad < m->addr ? m->addr : page + uf_pool.page, b);
 }
 
 static uint32_t cover_hash(const uintptr_t *f, int n)
@@ -506,9 +502,9 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	 * page moved in: only where the previous object was) */
 	uintptr_t lo = pg + m->dirty_lo, hi = pg + m->dirty_hi;
 	if (lo < addr)
-		fill_canary(lo, hi < addr ? hi : addr);
+		uf_canary_fill(lo, hi < addr ? hi : addr);
 	if (hi > addr + size)
-		fill_canary(lo > addr + size ? lo : addr + size, hi);
+		uf_canary_fill(lo > addr + size ? lo : addr + size, hi);
 	if (zero)
 		memset((void *)addr, 0, size);
 	uint32_t sid = uf_depot_put(frames, n);
@@ -621,7 +617,8 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
 	/* revoke_batch: while frees come from more than one CPU, the page
 	 * stays until its batch goes (revoke.c) */
-	int defer = uffd && !corrupt && !open && uf_revoke_enabled() && uf_revoke_wanted(mybit, m->free_ns);
+	int defer = uffd && !corrupt && !open && uf_cur[UF_SET_revoke_batch].v > 1 &&
+		    uf_revoke_wanted(mybit, m->free_ns);
 	uint32_t dst = NONE;
 	/* UFFDIO_MOVE takes the pool's anon_vma write lock and holds it across
 	 * the TLB shootdown, so a thread moving while another CPU is in the
@@ -642,7 +639,7 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	uintptr_t pg = uf_slot_page((uint32_t)i);
 	int dst_ready = 0;
 	if (defer) {
-		/* nothing yet */
+		/* the page stays mapped until its batch goes */
 	} else if (dst != NONE) {
 		dst_ready = recycle_page(pg, dst, m, !corrupt);
 		atomic_fetch_and_explicit(&movers, ~mybit, memory_order_relaxed);
@@ -715,7 +712,7 @@ void *uf_pool_realloc(void *p, size_t n, uintptr_t caller, uintptr_t fp)
 		size_t old = m->size;
 		m->size = n;
 		if (n < old)
-			fill_canary(m->addr + n, m->addr + old);
+			uf_canary_fill(m->addr + n, m->addr + old);
 		r = p;
 	}
 	struct uf_meta copy = *m;

@@ -13,8 +13,9 @@
  * the canary so the whole page is canary, until N frees have collected (or
  * the oldest is REVOKE_AGE_NS old, seen at a later free or by the control
  * thread). Then every page of the batch is checked and all are dropped by
- * one process_madvise(MADV_DONTNEED): one flush for N frees. The slots go to the quarantine as usual; the next allocation of one
- * gets a fresh canary page through the userfaultfd.
+ * one process_madvise(MADV_DONTNEED): one flush for N frees. The slots go
+ * to the quarantine as usual; the next allocation of one gets a fresh
+ * canary page through the userfaultfd.
  *
  * The price, which is why the default is 1: during the window (at most N
  * frees or ~REVOKE_AGE_NS) a use-after-free read goes unseen, and a write is
@@ -49,16 +50,7 @@ static void report_late_write(uint32_t i, uintptr_t bad)
 	b.bug = UF_BUG_CORRUPTION;
 	b.access = -1;
 	b.addr = bad;
-	b.bad = bad;
-	uintptr_t end = (bad | (uf_pool.page - 1)) + 1;
-	if (end > bad + sizeof b.dump)
-		end = bad + sizeof b.dump;
-	for (uintptr_t a = bad; a < end; a++) {
-		uint8_t v = *(volatile uint8_t *)a;
-		b.dump[b.ndump] = v;
-		b.dump_bad[b.ndump] = v != uf_canary_byte(a);
-		b.ndump++;
-	}
+	uf_canary_dump(bad, (bad | (uf_pool.page - 1)) + 1, &b);   /* to the page end */
 	b.has_object = 1;
 	b.slot = i;
 	b.obj = *m;
@@ -120,11 +112,6 @@ int uf_revoke_wanted(uint64_t cpubit, uint64_t now_ns)
 	}
 	cur_cpus |= cpubit;
 	return ((cur_cpus | prev_cpus) & ~cpubit) != 0;
-}
-
-int uf_revoke_enabled(void)
-{
-	return uf_cur[UF_SET_revoke_batch].v > 1 && uf_guard_mech == UF_GUARD_UFFD;
 }
 
 /* Slot i was just freed (state FREED, off every list, page present, its

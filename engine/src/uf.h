@@ -224,11 +224,12 @@ static inline uint8_t uf_canary_byte(uintptr_t a)
 }
 void uf_canary_fill(uintptr_t from, uintptr_t to);
 int uf_canary_scan(uintptr_t from, uintptr_t to, uintptr_t *bad);   /* 1: *bad is the first */
+struct uf_bug_info;
+void uf_canary_dump(uintptr_t bad, uintptr_t lim, struct uf_bug_info *b);   /* bytes from bad, < lim */
 void uf_pool_requeue(uint32_t i);            /* pool lock held */
 
 /* ---- batched revocation (revoke.c) ---- */
 #define UF_REVOKE_MAX 256u                   /* revoke_batch's maximum in settings.def */
-int uf_revoke_enabled(void);
 int uf_revoke_wanted(uint64_t cpubit, uint64_t now_ns);   /* pool lock */
 void uf_revoke_defer(uint32_t i);
 void uf_revoke_flush(int force);             /* force = 0: only a batch past its age */
