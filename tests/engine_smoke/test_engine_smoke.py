@@ -291,6 +291,12 @@ def test_batched_revocation_reports_a_late_write(cc: Callable[..., Path], tmp_pa
     assert [(r["bug"], r["access"]) for r in reports] == [("use-after-free", "write")], proc.stderr
 
 
+def test_batched_revocation_pending_at_exit_is_checked(cc: Callable[..., Path], tmp_path: Path) -> None:
+    """A late write whose batch is still waiting when the program exits is found by the exit check."""
+    proc, reports = _run_batched(cc(PROGS / "revoke.c"), "late-exit", tmp=tmp_path)
+    assert len(reports) == 1 and _kind(reports[0]) in (LATE, AT_ONCE), proc.stderr
+
+
 def test_batched_revocation_ages_out(cc: Callable[..., Path], tmp_path: Path) -> None:
     """A batch that never fills is revoked within ~100 ms: a write 400 ms after the free faults
     (had the page still been waiting, the write would only be found at exit, as a corruption)."""

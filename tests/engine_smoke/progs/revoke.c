@@ -5,6 +5,7 @@
  *   late-write  a write into a freed object inside the window is reported
  *               when its batch is revoked: memory corruption, after free,
  *               with the free's stack as the report's own ("late_write")
+ *   late-exit   the same, exiting at once: the exit check revokes the batch
  *   aged        a batch that stops short is revoked by the control thread
  *               within ~100 ms: a write 400 ms after the free faults
  *   churn T     T threads replace objects of every size, contents checked:
@@ -123,7 +124,7 @@ static void others_end(void)
 /* The write follows the free at once: the batch it joined is still pending
  * unless this very free filled it (1 in 64), in which case the write faults
  * as without batching. */
-__attribute__((noinline)) static void late_write(void)
+__attribute__((noinline)) static void late_write(int then_frees)
 {
 	char *p = malloc(40);
 	strcpy(p, "freed");
@@ -133,7 +134,7 @@ __attribute__((noinline)) static void late_write(void)
 	free(p);
 	((volatile char *)p)[3] = 'X';
 	others_end();
-	for (int i = 0; i < 300; i++)          /* more frees than any batch */
+	for (int i = 0; i < then_frees; i++)
 		free(malloc(16));
 }
 
@@ -150,7 +151,9 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(mode, "late-write")) {
-		late_write();
+		late_write(300);               /* more frees than any batch */
+	} else if (!strcmp(mode, "late-exit")) {
+		late_write(0);                 /* only the exit check revokes it */
 	} else if (!strcmp(mode, "aged")) {
 		/* revoked by age: the write faults; still pending: it would be
 		 * found only at exit, as a corruption */
@@ -195,7 +198,7 @@ int main(int argc, char **argv)
 			printf("contents wrong in %s\n", c ? "parent" : "child");
 			return 1;
 		}
-		late_write();
+		late_write(300);
 		if (c == 0)
 			exit(0);        /* not _exit: the exit check revokes what is pending */
 		int st;
