@@ -6,11 +6,14 @@
  * that runs no control thread, the next allocation, sent down the slow path
  * by the wake word of the hot page (sample.c). req_mu serialises the two.
  *
- * The thread exists only once a mode other than off was entered: it opens
- * the sampling gate every sample_interval ms, keeps the heartbeat and
- * refreshes the module table when dlopen/dlclose changed it. Off mode runs
- * no thread, since a second thread alone makes glibc's malloc take its
- * multi-threaded (locked) paths. Once started it stays.
+ * The thread exists only where it costs the program nothing or is needed:
+ * in full mode, and in the sampling modes once the program has a thread of
+ * its own. It opens the interval gate every sample_interval ms, keeps the
+ * heartbeat and refreshes the module table when dlopen/dlclose changed it.
+ * Off mode, and sampling in a single-threaded program, run no thread, since
+ * a second thread alone makes glibc's malloc take its multi-threaded
+ * (locked) paths: there the allocations keep the interval clock and do the
+ * housekeeping (sample.c). Once started it stays.
  */
 #include <errno.h>
 #include <linux/futex.h>
@@ -28,15 +31,42 @@ static _Atomic int start_deferred;    /* fork child: start at the first allocati
 static pthread_mutex_t req_mu = PTHREAD_MUTEX_INITIALIZER;
 _Atomic int uf_control_running;
 
-/* interval sampling needs the timer; rate and full keep the heartbeat and
- * module table fresh off the allocation path and acknowledge at once even
- * while the program does not allocate. Without a hot page (or with a hot
- * page we could not map) a CLI can reach us only through the thread. */
+/* Which processes run the thread: full mode (it ages revocation batches and
+ * answers the CLI at once) and sampling in a multi-threaded program. A
+ * single-threaded program samples without it: its allocations keep the
+ * interval clock and apply requests (sample.c), since a second thread alone
+ * would make glibc's malloc take its locked paths in every call. Without a
+ * hot page (or with a hot page we could not map) a CLI can reach us only
+ * through the thread. */
 int uf_control_needed(const struct uf_value *v)
 {
 	if (uf_shm.file && !uf_shm.hot)
 		return 1;
-	return v[UF_SET_sample_interval].v != 0 || v[UF_SET_sample_rate].v > 0;
+	int64_t iv = v[UF_SET_sample_interval].v;
+	if (iv == -1)
+		return 1;
+	if (iv == 0 && v[UF_SET_sample_rate].v <= 0)
+		return 0;
+	return !uf_single_threaded();
+}
+
+/* A thread-less sampler saw the program start a thread of its own: from
+ * now on the thread costs glibc nothing more, and keeps the clock off the
+ * allocation path. Under req_mu, so no request is applied meanwhile; a
+ * holder means another thread is applying one, and the next clock read
+ * tries again. */
+void uf_control_adopt(void)
+{
+	static _Atomic int failed;
+	if (atomic_load(&uf_control_running) || atomic_load(&failed) || pthread_mutex_trylock(&req_mu))
+		return;
+	if (!atomic_load(&uf_control_running)) {
+		if (uf_control_start())
+			atomic_store(&failed, 1);   /* stays thread-less: slower, never wrong */
+		else
+			uf_sample_configure();
+	}
+	pthread_mutex_unlock(&req_mu);
 }
 
 static void futex_wait(uint32_t *addr, uint32_t val, uint64_t ns, int shared)
@@ -171,6 +201,10 @@ static void *control_main(void *arg)
 				} else if (next_tick - now < wait) {
 					wait = next_tick - now;
 				}
+			} else {
+				/* tokens left behind a closed gate (a reconfiguration
+				 * raced the last tick): open it again */
+				uf_sample_tick_reopen();
 			}
 		} else {
 			next_tick = 0;

@@ -184,14 +184,17 @@ static void atfork_child(void)
 	/* A child that runs a control thread is a multi-threaded process, and
 	 * glibc then takes its locked paths in malloc and in every cancellable
 	 * system call: for fork-heavy programs (hackbench: 320 children) that
-	 * was most of the sampling modes' cost. The thread starts at the
-	 * child's first allocation instead (the wake word sends it down the
-	 * slow path), so a child that never allocates never gets one. */
+	 * was most of the sampling modes' cost. A sampling child runs none
+	 * (control.c: the child is single-threaded); in full mode the thread
+	 * starts at the child's first allocation (the wake word sends it down
+	 * the slow path), so a child that never allocates never gets one. */
 	if (uf_control_needed(uf_cur)) {
 		if (uf_shm.hot)
 			uf_control_defer();
 		else
 			uf_control_start();
+	} else {
+		uf_sample_configure();   /* a sampling child keeps the clock itself */
 	}
 	atomic_store(&uf_forking, 0);
 }

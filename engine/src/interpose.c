@@ -22,8 +22,6 @@
 #define RA() ((uintptr_t)__builtin_return_address(0))
 #define FA() ((uintptr_t)__builtin_frame_address(0))
 
-void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
-
 /* ---- bootstrap: first calls resolve the next allocator ---- */
 static void *boot_malloc(size_t n);
 static void boot_free(void *p);
@@ -270,8 +268,17 @@ static void *aligned_common(size_t align, size_t n, uintptr_t ra, uintptr_t fa)
 /* ---- the interposed symbols ---- */
 UF_EXPORT void *malloc(size_t n)
 {
-	if (UF_UNLIKELY(uf_gate)) {
-		void *p = uf_sampled(n, 0, 0, RA(), FA());
+	uint64_t gate = uf_gate;
+	if (UF_UNLIKELY(gate)) {
+		void *p;
+		if (gate == UF_GATE_COUNT) {
+			/* sampling: most calls end at this decrement */
+			if (UF_LIKELY(--uf_tls_countdown > 0))
+				return uf_real.malloc(n);
+			p = uf_sampled_counted(n, 0, 0, RA(), FA());
+		} else {
+			p = uf_sampled(n, 0, 0, RA(), FA());
+		}
 		if (p)
 			return p;
 	}
@@ -289,21 +296,26 @@ UF_EXPORT void free(void *p)
 
 /* the overflow check only where we may allocate: the next allocator makes
  * its own, so calloc's off path stays a test and a jump */
-static UF_NOINLINE void *calloc_slow(size_t n, size_t m, uintptr_t ra, uintptr_t fa)
+static UF_NOINLINE void *calloc_slow(size_t n, size_t m, uintptr_t ra, uintptr_t fa, int counted)
 {
 	size_t t;
 	if (UF_UNLIKELY(__builtin_mul_overflow(n, m, &t))) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	void *p = uf_sampled(t, 0, 1, ra, fa);
+	void *p = counted ? uf_sampled_counted(t, 0, 1, ra, fa) : uf_sampled(t, 0, 1, ra, fa);
 	return p ? p : uf_real.calloc(n, m);
 }
 
 UF_EXPORT void *calloc(size_t n, size_t m)
 {
-	if (UF_UNLIKELY(uf_gate))
-		return calloc_slow(n, m, RA(), FA());
+	uint64_t gate = uf_gate;
+	if (UF_UNLIKELY(gate)) {
+		if (gate != UF_GATE_COUNT)
+			return calloc_slow(n, m, RA(), FA(), 0);
+		if (UF_UNLIKELY(--uf_tls_countdown <= 0))
+			return calloc_slow(n, m, RA(), FA(), 1);
+	}
 	return uf_real.calloc(n, m);
 }
 

@@ -6,9 +6,15 @@
  *   full      every eligible allocation while the pool lasts.
  *   rate N    1 in N on average: a per-thread countdown in initial-exec TLS,
  *             reloaded uniformly in [1, 2N-1] (as GWP-ASan), no shared writes.
- *   interval  the control thread opens the gate every sample_interval ms with
- *             1 + burst tokens; the allocations that take them are guarded
- *             (KFENCE's allocation gate).
+ *   interval  the gate opens every sample_interval ms with 1 + burst
+ *             tokens; the allocations that take them are guarded (KFENCE's
+ *             allocation gate). In a multi-threaded program the control
+ *             thread opens it, and between openings malloc pays only the
+ *             branch. A single-threaded program runs no thread (a second one
+ *             would make glibc's malloc take its locked paths in every call):
+ *             the gate word stays set and each thread reads the clock every
+ *             poll_stride allocations, a stride that adapts to the program's
+ *             allocation rate so the clock is read about 32 times an interval.
  *
  * Filters (size_classes, callers, page_allocs) are checked before a token or
  * the countdown is consumed, so they narrow without starving the sampler.
@@ -24,6 +30,20 @@ _Atomic int uf_interval_tokens;
 int uf_sample_rate;
 uint32_t uf_class_mask;
 __thread int32_t uf_tls_countdown __attribute__((tls_model("initial-exec")));
+int uf_sampler_polled;
+static _Atomic uint64_t gate_due_ns;    /* thread-less interval: the next opening */
+static _Atomic uint64_t housekept_ns;
+#define POLL_STRIDE_MAX (1u << 16)
+#define HOUSEKEEP_NS 100000000ull
+
+/* glibc 2.32+: false once the program created a thread (never set back);
+ * without it (older glibc, other libcs) we cannot tell and run the thread */
+extern char __libc_single_threaded __attribute__((weak));
+
+int uf_single_threaded(void)
+{
+	return &__libc_single_threaded && __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED);
+}
 
 static const unsigned class_size[] = {8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096};
 static const char *const class_name[] = {
@@ -120,16 +140,29 @@ void uf_sample_configure(void)
 {
 	int64_t iv = uf_cur[UF_SET_sample_interval].v;
 	int64_t rate = uf_cur[UF_SET_sample_rate].v;
+	int polled = !atomic_load(&uf_control_running);
+	int was_polled_interval = uf_sampler_polled && uf_mode == UF_GATE_INTERVAL;
 	uf_sample_rate = (int)rate;
 	int mode = UF_GATE_OFF, gate = UF_GATE_OFF;
 	if (!uf_pool.ok || !atomic_load(&uf_proc.ready))
 		mode = UF_GATE_OFF;
 	else if (iv == -1)
 		mode = gate = UF_GATE_FULL;
-	else if (rate > 0)
-		mode = gate = UF_GATE_RATE;
-	else if (iv > 0)
-		mode = UF_GATE_INTERVAL;  /* gate opened by uf_sample_tick */
+	else if (rate > 0) {
+		mode = UF_GATE_RATE;
+		gate = UF_GATE_COUNT;
+	}
+	else if (iv > 0) {
+		mode = UF_GATE_INTERVAL;
+		if (polled) {
+			gate = UF_GATE_COUNT;           /* every allocation counts down */
+			if (!was_polled_interval)
+				atomic_store(&gate_due_ns, uf_now_ns() + (uint64_t)iv * 1000000ull);
+		} else if (atomic_load(&uf_interval_tokens) > 0) {
+			gate = UF_GATE_INTERVAL;        /* an opening not taken yet */
+		}                                       /* else opened by uf_sample_tick */
+	}
+	uf_sampler_polled = polled;
 	/* mode first: a thread that sees the new gate sees the new mode */
 	__atomic_store_n(&uf_mode, mode, __ATOMIC_RELAXED);
 	__atomic_store_n(&uf_hot.gate, gate, __ATOMIC_RELEASE);
@@ -159,10 +192,75 @@ void uf_sample_tick(void)
 	__atomic_store_n(&uf_hot.gate, UF_GATE_INTERVAL, __ATOMIC_RELEASE);
 }
 
+/* the control thread found tokens behind a closed gate */
+void uf_sample_tick_reopen(void)
+{
+	if (uf_mode == UF_GATE_INTERVAL && !uf_sampler_polled && atomic_load(&uf_interval_tokens) > 0)
+		__atomic_store_n(&uf_hot.gate, UF_GATE_INTERVAL, __ATOMIC_RELEASE);
+}
+
+/* What the control thread does off the allocation path, done here by a
+ * thread-less sampler at most every 100 ms: heartbeat and metadata size, a
+ * revocation batch that aged, modules dlopen'ed since the last look. */
+static void housekeep(uint64_t now)
+{
+	uint64_t last = atomic_load(&housekept_ns);
+	if (now - last < HOUSEKEEP_NS || !atomic_compare_exchange_strong(&housekept_ns, &last, now))
+		return;
+	uf_tls.in_engine = 1;
+	uf_control_housekeep();
+	uf_revoke_flush(0);
+	uf_modules_refresh(0);
+	uf_tls.in_engine = 0;
+}
+
+/* Thread-less interval sampling: this thread's countdown ran out. Read the
+ * clock, adapt the stride (double it while reads come faster than
+ * interval/64, halve it while slower than interval/32), and open the gate
+ * when it is due. Returns 1 when this call opened it. */
+static int poll_interval_clock(void)
+{
+	uint64_t now = uf_now_ns();
+	uint64_t aim = (uint64_t)uf_cur[UF_SET_sample_interval].v * (1000000ull / 32);
+	uint64_t since = now - uf_tls.polled_ns;
+	uint32_t stride = uf_tls.poll_stride ? uf_tls.poll_stride : 1;
+	if (since < aim / 2 && stride < POLL_STRIDE_MAX)
+		stride *= 2;
+	else if (since > aim && stride > 1)
+		stride /= 2;
+	uf_tls.poll_stride = stride;
+	uf_tls.polled_ns = now;
+	uf_tls_countdown = (int32_t)stride;
+	if (!uf_single_threaded()) {
+		uf_control_adopt();
+		if (!uf_sampler_polled)
+			return 0;
+	}
+	housekeep(now);
+	uint64_t due = atomic_load(&gate_due_ns);
+	/* one thread opens it: UINT64_MAX until its last token is taken */
+	if (now < due || !atomic_compare_exchange_strong(&gate_due_ns, &due, UINT64_MAX))
+		return 0;
+	atomic_store(&uf_interval_tokens, 1 + (int)uf_cur[UF_SET_burst].v);
+	return 1;
+}
+
 static void close_interval_gate(void)
 {
 	int expect = UF_GATE_INTERVAL;
 	__atomic_compare_exchange_n((int32_t *)&uf_hot.gate, &expect, UF_GATE_OFF, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
+/* Thread-less 1-in-N sampling: the countdown needs no clock, but what the
+ * thread would do is done at a sample, at most every 100 ms. */
+static void rate_polled_sample(void)
+{
+	if (!uf_single_threaded()) {
+		uf_control_adopt();
+		if (!uf_sampler_polled)
+			return;
+	}
+	housekeep(uf_now_ns());
 }
 
 /* countdown reload: uniform in [1, 2N-1], mean exactly N (as GWP-ASan);
@@ -175,21 +273,29 @@ static int32_t reload(void)
 	return (int32_t)(1 + uf_rand() % (2 * n - 1));
 }
 
-void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
-
-UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
+/* Everything but the countdown. counted: the caller (uf_sampled) already
+ * took one off this thread's countdown and found it run out. */
+static UF_NOINLINE void *sampled_slow(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp,
+				      int counted)
 {
 	if (UF_UNLIKELY(uf_hot.wake))
 		uf_sample_poll_wake();
 	/* the private mode decides; the gate word only brought us here */
 	int g = __atomic_load_n(&uf_mode, __ATOMIC_RELAXED);
 	if (g == UF_GATE_RATE) {
-		int32_t c = --uf_tls_countdown;
-		if (UF_LIKELY(c > 0))
+		int32_t c = counted ? uf_tls_countdown : --uf_tls_countdown;
+		if (c > 0)
 			return NULL;
 		if (c < 0) {
 			uf_tls_countdown = reload();
 			return NULL;
+		}
+	} else if (g == UF_GATE_INTERVAL) {
+		if (uf_sampler_polled && atomic_load_explicit(&uf_interval_tokens, memory_order_relaxed) <= 0) {
+			if (!counted && --uf_tls_countdown > 0)
+				return NULL;
+			if (uf_tls.in_engine || !poll_interval_clock())
+				return NULL;
 		}
 	} else if (g == UF_GATE_OFF) {
 		return NULL;
@@ -211,16 +317,23 @@ UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller
 		goto filtered;
 	if (g == UF_GATE_RATE) {
 		uf_tls_countdown = reload();
+		if (uf_sampler_polled)
+			rate_polled_sample();
 	} else if (g == UF_GATE_INTERVAL) {
 		int t = atomic_fetch_sub(&uf_interval_tokens, 1);
+		int polled = uf_sampler_polled;
 		if (t <= 0) {
-			close_interval_gate();
+			if (!polled)
+				close_interval_gate();
 			return NULL;
 		}
-		if (t == 1) {
+		/* the interval counts from this sample, as KFENCE's timer waits
+		 * for the gate to be taken: wake the control thread, or set the
+		 * clock the allocations read */
+		if (t == 1 && polled)
+			atomic_store(&gate_due_ns, uf_now_ns() + (uint64_t)uf_cur[UF_SET_sample_interval].v * 1000000ull);
+		else if (t == 1) {
 			close_interval_gate();
-			/* the interval counts from this sample, as KFENCE's timer
-			 * waits for the gate to be taken: wake the control thread */
 			uf_control_gate_taken();
 		}
 	}
@@ -234,4 +347,30 @@ keep:
 	if (g == UF_GATE_RATE)
 		uf_tls_countdown = 1;   /* the next eligible call takes the sample */
 	return NULL;
+}
+
+/* malloc and calloc saw UF_GATE_COUNT and ran this thread's countdown out */
+UF_HIDDEN void *uf_sampled_counted(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
+{
+	return sampled_slow(size, align, zero, caller, fp, 1);
+}
+
+/* The gate word sent this call here (the other entry points, and malloc in
+ * the other modes). Most calls only count down (1 in N, or a thread-less
+ * interval sampler between its clock reads), so that part is kept small
+ * enough to need no stack frame. */
+UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
+{
+	if (UF_LIKELY(!uf_hot.wake)) {
+		int g = __atomic_load_n(&uf_mode, __ATOMIC_RELAXED);
+		int counts = g == UF_GATE_RATE ||
+			     (g == UF_GATE_INTERVAL && uf_sampler_polled &&
+			      atomic_load_explicit(&uf_interval_tokens, memory_order_relaxed) <= 0);
+		if (counts) {
+			if (UF_LIKELY(--uf_tls_countdown > 0))
+				return NULL;
+			return sampled_slow(size, align, zero, caller, fp, 1);
+		}
+	}
+	return sampled_slow(size, align, zero, caller, fp, 0);
 }

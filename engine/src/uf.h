@@ -78,6 +78,10 @@ void uf_settings_publish(void);              /* copy current values into the shm
 
 /* ---- sampling and filters (sample.c) ---- */
 enum uf_gate_mode { UF_GATE_OFF = 0, UF_GATE_FULL = 1, UF_GATE_RATE = 2, UF_GATE_INTERVAL = 3 };
+/* gate word value (never a mode): malloc and calloc take one off this
+ * thread's countdown inline and call uf_sampled_counted when it runs out
+ * (1 in N, and interval sampling without a control thread) */
+#define UF_GATE_COUNT 4
 /*
  * The one word the fast path tests, alone on a page of our .bss so that
  * shm.c can map the shm file's hot page over it: then a CLI can set the wake
@@ -103,12 +107,17 @@ extern union uf_hot uf_hot UF_HIDDEN;
 extern int uf_mode;                          /* enum uf_gate_mode, private */
 #define uf_gate (uf_hot.word)                /* fast-path test: nonzero = slow path */
 void uf_sample_poll_wake(void);              /* slow path saw wake: apply a request */
+void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
+void *uf_sampled_counted(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp);
 extern _Atomic int uf_forking;               /* between atfork prepare and parent/child */
 extern _Atomic int uf_interval_tokens;
 extern int uf_sample_rate;
 extern __thread int32_t uf_tls_countdown __attribute__((tls_model("initial-exec")));
 void uf_sample_configure(void);              /* recompute gate from uf_cur */
 void uf_sample_tick(void);                   /* interval timer: open the gate */
+void uf_sample_tick_reopen(void);            /* tokens behind a closed gate: open it */
+extern int uf_sampler_polled;                /* 1: no control thread, allocations keep the clock */
+int uf_single_threaded(void);                /* glibc's own view: 0 when unknown */
 int uf_size_class(size_t size);              /* index into the malloc-N classes */
 const char *uf_size_class_name(size_t size, int page_alloc);
 int uf_parse_size_classes(const char *text, uint32_t *mask, char *err, size_t errlen);
@@ -122,6 +131,8 @@ struct uf_tls {
 	uint64_t rng;
 	uintptr_t stack_lo, stack_hi;
 	int stack_known;
+	uint32_t poll_stride;  /* thread-less interval: allocations between clock reads */
+	uint64_t polled_ns;    /* when this thread last read the clock for it */
 };
 extern __thread struct uf_tls uf_tls __attribute__((tls_model("initial-exec")));
 int uf_gettid(void);
@@ -367,6 +378,7 @@ void uf_control_gate_taken(void);            /* the interval gate's last token w
 void uf_control_poll(void);                  /* apply a pending request, if any */
 void uf_control_atfork_child(void);
 void uf_control_housekeep(void);             /* heartbeat, metadata_bytes */
+void uf_control_adopt(void);                 /* the program went multi-threaded: start the thread */
 extern _Atomic int uf_control_running;
 
 /* ---- init and process (init.c) ---- */

@@ -75,7 +75,11 @@ def test_hostile_request_block(cli: Cli, target: Target) -> None:
             mm[L.Header.request_mask.offset:L.Header.request_mask.offset + 8] = b"\xff" * 8  # unknown bits too
             seq = (h.request_seq + n + 1) & 0xFFFFFFFF
             mm[L.Header.request_seq.offset:L.Header.request_seq.offset + 4] = seq.to_bytes(4, "little")
+            # ring as the CLI does: the futex for a control thread, the hot page's wake word for an
+            # engine without one (this single-threaded sampler runs none)
             _futex_wake(seq_addr)
+            if h.hot_off:
+                mm[h.hot_off + 4:h.hot_off + 8] = (1).to_bytes(4, "little")
             assert wait_for(lambda s=seq: int.from_bytes(  # type: ignore[misc]
                 mm[L.Header.ack_seq.offset:L.Header.ack_seq.offset + 4], "little") == s, 2), "engine stopped serving"
             status = int.from_bytes(mm[L.Header.response_status.offset:L.Header.response_status.offset + 4],

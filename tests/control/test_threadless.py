@@ -1,14 +1,18 @@
-"""Off mode runs no control thread; `ufence set` reaches the engine through its next allocation.
+"""Off mode, and sampling in a single-threaded program, run no control thread.
 
-A thread-less engine (what off costs nothing for) is woken through the hot page of its state
-file: the change is queued until the program allocates, then applied by that allocation, and
-the control thread starts only with a mode that needs it. After fork, each process has its own
-hot page: a change to the child never reaches the parent.
+A thread-less engine is woken through the hot page of its state file: a change is queued until
+the program allocates, then applied by that allocation, and the control thread starts only with a
+mode that needs it (full mode, or sampling once the program has a thread of its own: a second
+thread alone makes glibc's malloc take its locked paths). A thread-less interval sampler keeps the
+clock on the allocation path and must open the gate as often as the thread would: once per
+interval, never more. After fork, each process has its own hot page: a change to the child never
+reaches the parent.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,11 +82,11 @@ def test_fork_child_has_its_own_hot_page(launch: Callable[..., Target], cli: Cli
 
 def test_fork_child_starts_its_thread_at_its_first_allocation(launch: Callable[..., Target], cli: Cli,
                                                               gated: Path, tmp_path: Path) -> None:
-    """A child of a sampling process gets its control thread only once it allocates (a fork-heavy
+    """A child of a full-mode process gets its control thread only once it allocates (a fork-heavy
     program's children that never allocate stay single-threaded, so glibc keeps its fast paths)."""
-    t = launch(gated, str(tmp_path), "fork", flags=("--sample-interval", "10"))
+    t = launch(gated, str(tmp_path), "fork", flags=("--mode", "full"))
     c = forked_child(t, tmp_path)
-    assert threads(t.pid) == 2, "interval sampling runs the control thread"
+    assert threads(t.pid) == 2, "full mode runs the control thread"
     assert threads(c) == 1, "the child started a thread before its first allocation"
     (tmp_path / f"go-{c}").touch()
     assert wait_for(lambda: (tmp_path / f"done-{c}").exists())
@@ -92,3 +96,98 @@ def test_fork_child_starts_its_thread_at_its_first_allocation(launch: Callable[.
     assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
     (tmp_path / f"go-{t.pid}").touch()
     assert wait_for(lambda: (tmp_path / f"done-{t.pid}").exists())
+
+
+# ---- sampling without a thread -------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def sampler(cc: Callable[..., Path]) -> Path:
+    return cc(PROGS / "sampler.c", "-pthread", name="control-sampler")
+
+
+def _count(tmp_path: Path, pid: int) -> int:
+    try:
+        return int((tmp_path / f"count-{pid}").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def _sampled_over(cli: Cli, tmp_path: Path, pid: int, seconds: float) -> tuple[int, int, float]:
+    """(guarded allocations, allocations made, seconds) over a stretch of the program's run; the
+    seconds include both reads of the counters, so they bound the stretch from above."""
+    t0 = time.monotonic()
+    a0, n0 = cli.stats(pid)["total_allocations"], _count(tmp_path, pid)
+    time.sleep(seconds)
+    a1, n1 = cli.stats(pid)["total_allocations"], _count(tmp_path, pid)
+    return a1 - a0, n1 - n0, time.monotonic() - t0
+
+
+def _assert_interval(guarded: int, made: int, seconds: float, interval_ms: int) -> None:
+    # never more often than the interval (+1 at each end of the stretch); allocations come every
+    # ~1 ms, so unless the program was starved the gate opened at least a few times
+    assert guarded <= seconds * 1000 / interval_ms + 2, (guarded, made, seconds)
+    assert made >= 100 and guarded >= min(3, made // interval_ms // 4), (guarded, made, seconds)
+
+
+def test_interval_sampling_single_threaded_runs_no_thread(launch: Callable[..., Target], cli: Cli,
+                                                          sampler: Path, tmp_path: Path) -> None:
+    t = launch(sampler, str(tmp_path), flags=("--sample-interval", "20"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100)
+    assert threads(t.pid) == 1, "a single-threaded program got a control thread for interval sampling"
+    _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
+    # a change is applied by the next allocation (within a millisecond here), and stays thread-less
+    r = cli("set", str(t.pid), "sample_interval=50")
+    assert r.returncode == 0, r.stderr
+    assert wait_for(lambda: cli.ok("get", str(t.pid), "sample_interval").strip() == "50")
+    _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 50)
+    assert threads(t.pid) == 1
+    # full mode needs the thread
+    assert cli("set", str(t.pid), "sample_interval=-1").returncode == 0
+    assert wait_for(lambda: threads(t.pid) == 2)
+    assert wait_for(lambda: cli.stats(t.pid)["mode"] == "full")
+
+
+def test_program_thread_hands_the_clock_to_the_control_thread(launch: Callable[..., Target], cli: Cli,
+                                                              sampler: Path, tmp_path: Path) -> None:
+    t = launch(sampler, str(tmp_path), flags=("--sample-interval", "20"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100)
+    assert threads(t.pid) == 1
+    (tmp_path / "thread").touch()
+    assert wait_for(lambda: (tmp_path / f"threaded-{t.pid}").exists())
+    # the program's own thread makes it multi-threaded: the engine's thread joins it
+    assert wait_for(lambda: threads(t.pid) == 3), threads(t.pid)
+    _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
+    # and answers at once
+    r = cli("set", str(t.pid), "sample_interval=30")
+    assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
+    assert cli.ok("get", str(t.pid), "sample_interval").strip() == "30"
+
+
+def test_rate_sampling_single_threaded_runs_no_thread(launch: Callable[..., Target], cli: Cli,
+                                                      sampler: Path, tmp_path: Path) -> None:
+    t = launch(sampler, str(tmp_path), flags=("--sample-rate", "10"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100)
+    assert threads(t.pid) == 1
+    guarded, made, _ = _sampled_over(cli, tmp_path, t.pid, 1.0)
+    # 1 in 10 on average (each gap uniform in 1..19): 100+ allocations give a ratio near 0.1
+    assert made >= 100 and 0.04 <= guarded / made <= 0.2, (guarded, made)
+    (tmp_path / "thread").touch()
+    assert wait_for(lambda: threads(t.pid) == 3), threads(t.pid)
+    guarded, made, _ = _sampled_over(cli, tmp_path, t.pid, 1.0)
+    assert made >= 100 and 0.04 <= guarded / made <= 0.2, (guarded, made)
+
+
+def test_fork_child_of_a_sampling_process_samples_without_a_thread(launch: Callable[..., Target], cli: Cli,
+                                                                   sampler: Path, tmp_path: Path) -> None:
+    t = launch(sampler, str(tmp_path), "fork", flags=("--sample-interval", "20"))
+
+    def child() -> int:
+        pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("count-*") if not p.name.endswith(".tmp")]
+        others = [p for p in pids if p != t.pid]
+        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
+
+    assert wait_for(lambda: bool(child()))
+    c = child()
+    assert wait_for(lambda: _count(tmp_path, c) >= 100)
+    assert threads(t.pid) == 1 and threads(c) == 1
+    _assert_interval(*_sampled_over(cli, tmp_path, c, 1.5), 20)
