@@ -7,6 +7,8 @@ Configurations of one malloc-heavy program (malloc_heavy.c):
                separate what glibc pays for a second thread from the engine's own cost
   off          engine loaded, sample_interval=0 (what `ufence run --mode off` gives)
   sample       engine at 1 in 1000 allocations (`ufence run --sample-rate 1000`)
+  interval     engine sampling every 100 ms (`ufence run --mode sample`, the default); this
+               single-threaded program runs no control thread, its allocations keep the clock
 and two workloads: alloc-only (nothing but malloc/free: the worst case) and
 alloc+use (each object filled once after allocation); plus a real malloc-heavy
 program, the sqlite3 shell running a generated script (--sqlite-rows single-row
@@ -46,8 +48,9 @@ from ufence.cli import build_parser  # noqa: E402
 from ufence.cli.run import build_env  # noqa: E402
 from ufence.engine import library_path  # noqa: E402
 
-CONFIGS = ("none", "idle-thread", "off", "sample")
-ENGINE_FLAGS = {"off": ["--mode", "off"], "sample": ["--mode", "sample", "--sample-rate", "1000"]}
+CONFIGS = ("none", "idle-thread", "off", "sample", "interval")
+ENGINE_FLAGS = {"off": ["--mode", "off"], "sample": ["--mode", "sample", "--sample-rate", "1000"],
+                "interval": ["--mode", "sample", "--sample-interval", "100"]}
 WORKLOADS = {"alloc-only": [], "alloc+use": ["use"]}
 
 
@@ -289,10 +292,15 @@ def markdown(r: dict[str, Any]) -> str:
         "- **none**: no engine. **idle-thread**: reference preload that only starts one idle thread.",
         "- **off**: engine loaded, `sample_interval=0` (`ufence run --mode off`).",
         "- **sample**: 1 in 1000 allocations guarded (`ufence run --sample-rate 1000`).",
+        "- **interval**: one allocation guarded every 100 ms (`ufence run --mode sample`, the default). Under",
+        "  callgrind the program runs ~50x slower, so it takes ~50x more samples per round than natively:",
+        "  its instruction counts are an upper bound.",
+        "- Neither sampling row runs a control thread: the program is single-threaded, and the engine's",
+        "  allocations keep the countdown and the clock themselves (the thread starts with the program's first).",
         "- Instructions: `valgrind --tool=callgrind`, whole program; *instr/round* is the difference between two",
         "  round counts divided by the extra rounds (start-up cancels out); *engine* is the part of it spent in",
         "  libufence.so's own functions.",
-        "- Timed: median of alternating runs (none, idle-thread, off, sample, none, ...); CPU = user+sys.",
+        "- Timed: median of alternating runs (none, idle-thread, off, sample, interval, none, ...); CPU = user+sys.",
         "",
     ]
     for w, d in r["workloads"].items():

@@ -50,15 +50,16 @@ int uf_control_needed(const struct uf_value *v)
 	return !uf_single_threaded();
 }
 
-/* A thread-less sampler saw the program start a thread of its own: from
- * now on the thread costs glibc nothing more, and keeps the clock off the
- * allocation path. Under req_mu, so no request is applied meanwhile; a
- * holder means another thread is applying one, and the next clock read
- * tries again. */
+/* The program started a thread of its own (threads.c, or noticed by a
+ * thread-less sampler): from now on the control thread costs glibc nothing
+ * more, and keeps the clock off the allocation path. Not in off mode, which
+ * never runs it. Under req_mu, so no request is applied meanwhile; a holder
+ * means another thread is applying one, which starts the thread itself. */
 void uf_control_adopt(void)
 {
 	static _Atomic int failed;
-	if (atomic_load(&uf_control_running) || atomic_load(&failed) || pthread_mutex_trylock(&req_mu))
+	if (atomic_load(&uf_control_running) || atomic_load(&failed) || !atomic_load(&uf_proc.ready) ||
+	    atomic_load(&uf_forking) || !uf_control_needed(uf_cur) || pthread_mutex_trylock(&req_mu))
 		return;
 	if (!atomic_load(&uf_control_running)) {
 		if (uf_control_start())

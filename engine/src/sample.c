@@ -214,6 +214,26 @@ static void housekeep(uint64_t now)
 	uf_tls.in_engine = 0;
 }
 
+/* The program has threads that did not come through our pthread_create
+ * (threads.c: glibc's own, for SIGEV_THREAD timers). Start the control
+ * thread 10 ms after first noticing, so not from an allocation made inside
+ * glibc's thread creation. Returns 1 once it may have started. */
+static int noticed_threads(uint64_t now)
+{
+	static _Atomic uint64_t first_seen_ns;
+	if (uf_single_threaded())
+		return 0;
+	uint64_t seen = atomic_load(&first_seen_ns);
+	if (!seen) {
+		atomic_compare_exchange_strong(&first_seen_ns, &seen, now);
+		return 0;
+	}
+	if (now - seen < 10000000ull)
+		return 0;
+	uf_control_adopt();
+	return 1;
+}
+
 /* Thread-less interval sampling: this thread's countdown ran out. Read the
  * clock, adapt the stride (double it while reads come faster than
  * interval/64, halve it while slower than interval/32), and open the gate
@@ -231,11 +251,8 @@ static int poll_interval_clock(void)
 	uf_tls.poll_stride = stride;
 	uf_tls.polled_ns = now;
 	uf_tls_countdown = (int32_t)stride;
-	if (!uf_single_threaded()) {
-		uf_control_adopt();
-		if (!uf_sampler_polled)
-			return 0;
-	}
+	if (noticed_threads(now) && !uf_sampler_polled)
+		return 0;
 	housekeep(now);
 	uint64_t due = atomic_load(&gate_due_ns);
 	/* one thread opens it: UINT64_MAX until its last token is taken */
@@ -255,12 +272,10 @@ static void close_interval_gate(void)
  * thread would do is done at a sample, at most every 100 ms. */
 static void rate_polled_sample(void)
 {
-	if (!uf_single_threaded()) {
-		uf_control_adopt();
-		if (!uf_sampler_polled)
-			return;
-	}
-	housekeep(uf_now_ns());
+	uint64_t now = uf_now_ns();
+	if (noticed_threads(now) && !uf_sampler_polled)
+		return;
+	housekeep(now);
 }
 
 /* countdown reload: uniform in [1, 2N-1], mean exactly N (as GWP-ASan);

@@ -24,6 +24,16 @@ def threads(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/task"))
 
 
+def has_control_thread(pid: int) -> bool:
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            if Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip() == "ufence-ctl":
+                return True
+        except OSError:
+            pass
+    return False
+
+
 def forked_child(t: Target, tmp_path: Path) -> int:
     """The pid of gated.c's fork child, once both processes are ready and the child has its state file."""
 
@@ -155,12 +165,25 @@ def test_program_thread_hands_the_clock_to_the_control_thread(launch: Callable[.
     (tmp_path / "thread").touch()
     assert wait_for(lambda: (tmp_path / f"threaded-{t.pid}").exists())
     # the program's own thread makes it multi-threaded: the engine's thread joins it
-    assert wait_for(lambda: threads(t.pid) == 3), threads(t.pid)
+    assert wait_for(lambda: has_control_thread(t.pid)) and threads(t.pid) == 3, threads(t.pid)
     _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
     # and answers at once
     r = cli("set", str(t.pid), "sample_interval=30")
     assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
     assert cli.ok("get", str(t.pid), "sample_interval").strip() == "30"
+
+
+def test_thread_glibc_starts_itself_is_noticed(launch: Callable[..., Target], cli: Cli,
+                                               sampler: Path, tmp_path: Path) -> None:
+    """A SIGEV_THREAD timer's thread is made inside glibc, not through the pthread_create the engine
+    wraps: the thread-less sampler notices the process went multi-threaded and hands over."""
+    t = launch(sampler, str(tmp_path), flags=("--sample-interval", "20"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100)
+    assert not has_control_thread(t.pid)
+    (tmp_path / "timer").touch()
+    assert wait_for(lambda: (tmp_path / f"timed-{t.pid}").exists())
+    assert wait_for(lambda: has_control_thread(t.pid))
+    _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
 
 
 def test_rate_sampling_single_threaded_runs_no_thread(launch: Callable[..., Target], cli: Cli,
