@@ -359,8 +359,9 @@ static UF_NOINLINE void *sampled_slow(size_t size, size_t align, int zero, uintp
 filtered:
 	uf_stat_add(UF_STAT_skipped_filtered, 1);
 keep:
-	if (g == UF_GATE_RATE)
-		uf_tls_countdown = 1;   /* the next eligible call takes the sample */
+	/* the next eligible call takes the sample (or the open gate's token) */
+	if (g == UF_GATE_RATE || (g == UF_GATE_INTERVAL && uf_sampler_polled))
+		uf_tls_countdown = 1;
 	return NULL;
 }
 
