@@ -157,6 +157,19 @@ def test_interval_sampling_single_threaded_runs_no_thread(launch: Callable[..., 
     assert wait_for(lambda: cli.stats(t.pid)["mode"] == "full")
 
 
+def test_interval_holds_for_a_program_that_allocates_flat_out(launch: Callable[..., Target], cli: Cli,
+                                                              sampler: Path, tmp_path: Path) -> None:
+    """Millions of allocations a second: the clock is read only every poll_stride allocations, and
+    the stride must stay short enough that the gate still opens about every interval."""
+    t = launch(sampler, str(tmp_path), "busy", flags=("--sample-interval", "20"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100000)
+    assert threads(t.pid) == 1
+    guarded, made, seconds = _sampled_over(cli, tmp_path, t.pid, 1.5)
+    assert made >= 1000000, made
+    # the stretch includes two CLI runs: the lower bound allows for the CPU they take from the target
+    assert seconds * 1000 / 20 / 3 <= guarded <= seconds * 1000 / 20 + 2, (guarded, made, seconds)
+
+
 def test_program_thread_hands_the_clock_to_the_control_thread(launch: Callable[..., Target], cli: Cli,
                                                               sampler: Path, tmp_path: Path) -> None:
     t = launch(sampler, str(tmp_path), flags=("--sample-interval", "20"))

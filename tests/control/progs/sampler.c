@@ -1,9 +1,10 @@
 /*
  * A program that allocates steadily, single-threaded until told otherwise:
  * for sampling without a control thread.
- *   sampler DIR [fork]
- * Every millisecond one malloc/free pair; the number made so far is written
- * to DIR/count-<pid> every 100 pairs. When DIR/thread appears it starts a
+ *   sampler DIR [fork|busy]
+ * Every millisecond one malloc/free pair (with "busy": as fast as it can);
+ * the number made so far is written to DIR/count-<pid> every 100 pairs
+ * (busy: every 100,000). When DIR/thread appears it starts a
  * thread of its own (which only sleeps, so every allocation stays on the
  * main thread) and writes DIR/threaded-<pid>; when DIR/timer appears it
  * arms a SIGEV_THREAD timer instead, whose thread glibc creates itself, and
@@ -73,6 +74,8 @@ int main(int argc, char **argv)
 		return 2;
 	const char *dir = argv[1];
 	pid_t child = argc > 2 && strcmp(argv[2], "fork") == 0 ? fork() : -1;
+	int busy = argc > 2 && strcmp(argv[2], "busy") == 0;
+	long every = busy ? 100000 : 100;
 	char stop[4096], want_thread[4096], count[4096], threaded[4096], want_timer[4096], timed[4096];
 	int me = getpid();
 	snprintf(stop, sizeof stop, "%s/stop", dir);
@@ -85,7 +88,7 @@ int main(int argc, char **argv)
 	for (long n = 1;; n++) {
 		void *volatile q = malloc(48);
 		free(q);
-		if (n % 100 == 0) {
+		if (n % every == 0) {
 			put(count, n);
 			if (exists(stop))
 				break;
@@ -103,7 +106,8 @@ int main(int argc, char **argv)
 				put(timed, 1);
 			}
 		}
-		usleep(1000);
+		if (!busy)
+			usleep(1000);
 	}
 	if (child > 0)
 		waitpid(child, NULL, 0);
