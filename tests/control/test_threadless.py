@@ -72,6 +72,23 @@ def test_queued_until_next_allocation(launch: Callable[..., Target], cli: Cli, g
     (tmp_path / "stop").touch()
 
 
+def test_sampling_single_threaded_queues_until_next_allocation(launch: Callable[..., Target], cli: Cli,
+                                                               gated: Path, tmp_path: Path) -> None:
+    """Sampling a single-threaded program: no thread either, so a change waits for an allocation."""
+    t = launch(gated, str(tmp_path), flags=("--sample-interval", "20"))
+    assert wait_for(lambda: (tmp_path / f"ready-{t.pid}").exists())
+    assert threads(t.pid) == 1, "sampling a single-threaded program started a thread"
+    r = cli("set", str(t.pid), "sample_interval=30")
+    assert r.returncode == 0, r.stderr
+    assert "queued" in r.stderr and "sampling a single-threaded program" in r.stderr, r.stderr
+    assert cli.ok("get", str(t.pid), "sample_interval").strip() == "20"
+    (tmp_path / f"go-{t.pid}").touch()
+    assert wait_for(lambda: (tmp_path / f"done-{t.pid}").exists())
+    assert cli.ok("get", str(t.pid), "sample_interval").strip() == "30"
+    assert threads(t.pid) == 1
+    (tmp_path / "stop").touch()
+
+
 def test_fork_child_has_its_own_hot_page(launch: Callable[..., Target], cli: Cli, gated: Path,
                                           tmp_path: Path) -> None:
     t = launch(gated, str(tmp_path), "fork", flags=("--mode", "off"))

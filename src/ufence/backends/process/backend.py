@@ -45,7 +45,8 @@ def _futex_wake(addr: int) -> None:
 
 def _wake(w: ShmFile, h: L.Header) -> bool:
     """Set the wake word of the engine's hot page, so that its next allocation applies the request
-    (an engine in off mode runs no control thread to wake). False if the file has no hot page."""
+    (an engine in off mode, or sampling a single-threaded program, runs no control thread to wake). False if
+    the file has no hot page."""
     size = os.fstat(w.fd).st_size
     off = h.hot_off if h.header_size >= ctypes.sizeof(L.Header) else 0
     if not off or off % 4096 or off + 8 > size:
@@ -139,7 +140,8 @@ class ProcessBackend:
                         if not self.alive():
                             raise TargetGone(f"process {self.pid} exited before applying the change")
                         if hot and not w.get("control_thread"):
-                            # an engine in off mode runs no thread: the next allocation applies it
+                            # no thread (off, or sampling a single-threaded program): the next allocation
+                            # applies it
                             self.last_set_queued = True
                             return {k: canon[S.by_name(k).index][1] for k in changes}
                         raise UfenceError(f"process {self.pid} did not apply the change within {ACK_TIMEOUT:g} s "
