@@ -151,7 +151,9 @@ static uint64_t starttime(void)
 	return strtoull(p, NULL, 10);
 }
 
-static void fill_identity(struct uf_shm_header *h)
+/* cmdline: read from /proc at start-up; a fork child's is its parent's,
+ * already in the copied file */
+static void fill_identity(struct uf_shm_header *h, int cmdline)
 {
 	h->pid = (uint32_t)getpid();
 	h->ppid = (uint32_t)getppid();
@@ -162,7 +164,8 @@ static void fill_identity(struct uf_shm_header *h)
 	h->heartbeat_ns = uf_now_ns();
 	uf_strlcpy(h->comm, uf_proc.comm, sizeof h->comm);
 	uf_strlcpy(h->exe, uf_proc.exe, sizeof h->exe);
-	read_file("/proc/self/cmdline", h->cmdline, sizeof h->cmdline, 1);
+	if (cmdline)
+		read_file("/proc/self/cmdline", h->cmdline, sizeof h->cmdline, 1);
 }
 
 static void remember_fd(int fd);
@@ -282,7 +285,7 @@ int uf_shm_create(void)
 	h->header_size = sizeof *h;
 	h->file_size = size;
 	h->page_size = (uint32_t)uf_pool.page;
-	fill_identity(h);
+	fill_identity(h, 1);
 	uf_strlcpy(h->engine_version, UF_ENGINE_VERSION, sizeof h->engine_version);
 	h->pool_base = uf_pool.base;
 	h->pool_reserved_slots = uf_pool.reserved_slots;
@@ -411,7 +414,13 @@ void uf_shm_after_fork(void)
 		if (hole < 0)
 			hole = end;
 		for (off_t o = d; o < hole;) {
-			ssize_t w = pwrite(fd, uf_shm.map + o, (size_t)(hole - o), o);
+			/* in the kernel, file to file: read through our mapping,
+			 * every page would fault in first (fork copied no PTEs of
+			 * a shared file mapping) */
+			off_t in = o, out = o;
+			ssize_t w = copy_file_range(old, &in, fd, &out, (size_t)(hole - o), 0);
+			if (w <= 0)
+				w = pwrite(fd, uf_shm.map + o, (size_t)(hole - o), o);
 			if (w <= 0)
 				break;
 			o += w;
@@ -427,7 +436,7 @@ void uf_shm_after_fork(void)
 		uf_shm.hdr->hot_off = 0;
 	uf_shm.fd = fd;
 	remember_fd(fd);
-	fill_identity(uf_shm.hdr);
+	fill_identity(uf_shm.hdr, 0);
 	publish_name();
 }
 

@@ -11,6 +11,7 @@ reaches the parent.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable
@@ -93,6 +94,11 @@ def test_fork_child_has_its_own_hot_page(launch: Callable[..., Target], cli: Cli
                                           tmp_path: Path) -> None:
     t = launch(gated, str(tmp_path), "fork", flags=("--mode", "off"))
     c = forked_child(t, tmp_path)
+    # the child's file says who it is: "alive" needs its own pid and start time; the cmdline is the
+    # parent's, copied with the file
+    rows = {r["pid"]: r for r in json.loads(cli.ok("ps", "--json"))}
+    assert rows[c]["alive"] and rows[c]["cmdline"] == rows[t.pid]["cmdline"], (rows[c], rows[t.pid])
+    assert "control-gated" in rows[c]["cmdline"] and "fork" in rows[c]["cmdline"]
     r = cli("set", str(c), "sample_interval=-1")
     assert r.returncode == 0, r.stderr
     (tmp_path / f"go-{c}").touch()
