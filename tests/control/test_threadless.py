@@ -222,6 +222,25 @@ def test_thread_glibc_starts_itself_is_noticed(launch: Callable[..., Target], cl
     _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
 
 
+def test_mode_changes_across_the_handover(launch: Callable[..., Target], cli: Cli,
+                                          sampler: Path, tmp_path: Path) -> None:
+    """Changes keep coming while the program goes from one thread to two: every one is applied
+    (by an allocation before, by the thread after), the program runs on, and sampling goes on."""
+    t = launch(sampler, str(tmp_path), "busy", flags=("--sample-interval", "5"))
+    assert wait_for(lambda: _count(tmp_path, t.pid) >= 100000)
+    values = ["sample_interval=1", "sample_rate=5", "sample_rate=0", "sample_interval=0", "sample_interval=3"]
+    for n in range(20):
+        if n == 8:
+            (tmp_path / "thread").touch()
+        want = values[n % len(values)]
+        assert cli("set", "-q", str(t.pid), want).returncode == 0, want
+        key, value = want.split("=")
+        assert cli.ok("get", str(t.pid), key).strip() == value
+    assert wait_for(lambda: has_control_thread(t.pid)) and t.alive()
+    before = cli.stats(t.pid)["total_allocations"]
+    assert wait_for(lambda: cli.stats(t.pid)["total_allocations"] > before), "sampling stopped"
+
+
 def test_rate_sampling_single_threaded_runs_no_thread(launch: Callable[..., Target], cli: Cli,
                                                       sampler: Path, tmp_path: Path) -> None:
     t = launch(sampler, str(tmp_path), flags=("--sample-rate", "10"))
