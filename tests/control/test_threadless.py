@@ -167,6 +167,8 @@ def test_interval_sampling_single_threaded_runs_no_thread(launch: Callable[..., 
     t = launch(sampler, str(tmp_path), flags=("--sample-interval", "20"))
     assert wait_for(lambda: _count(tmp_path, t.pid) >= 100)
     assert threads(t.pid) == 1, "a single-threaded program got a control thread for interval sampling"
+    assert json.loads(cli.ok("stats", str(t.pid), "--json"))["extra"]["control_thread"] is False
+    assert "control thread: none (changes apply at the program's next allocation)" in cli.ok("stats", str(t.pid))
     _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
     # a change is applied by the next allocation (within a millisecond here), and stays thread-less
     r = cli("set", str(t.pid), "sample_interval=50")
@@ -202,6 +204,8 @@ def test_program_thread_hands_the_clock_to_the_control_thread(launch: Callable[.
     assert wait_for(lambda: (tmp_path / f"threaded-{t.pid}").exists())
     # the program's own thread makes it multi-threaded: the engine's thread joins it
     assert wait_for(lambda: has_control_thread(t.pid)) and threads(t.pid) == 3, threads(t.pid)
+    assert json.loads(cli.ok("stats", str(t.pid), "--json"))["extra"]["control_thread"] is True
+    assert "control thread: running" in cli.ok("stats", str(t.pid))
     _assert_interval(*_sampled_over(cli, tmp_path, t.pid, 1.5), 20)
     # and answers at once
     r = cli("set", str(t.pid), "sample_interval=30")

@@ -52,6 +52,10 @@ def render_stats(stats: Stats) -> str:
     meta = stats.extra.get("metadata_bytes")
     if isinstance(meta, int):
         lines.append(f"metadata memory: {meta} bytes ({human_bytes(meta)}) resident (state file)")
+    thread = stats.extra.get("control_thread")
+    if isinstance(thread, bool) and stats.extra.get("alive", True):
+        lines.append("control thread: " + ("running" if thread else
+                                           "none (changes apply at the program's next allocation)"))
     if stats.nodes:
         lines += ["", "node\tobject_size\tpool_size"]
         lines += [f"{n.node:<8d}{n.objects:<16d}{human_bytes(n.bytes)}" for n in stats.nodes]

@@ -176,6 +176,9 @@ class ProcessBackend:
             "guard": L.GUARD_MECHANISMS.get(c.get("guard_mechanism", 0), "none"),
             "pool_resident_bytes": c.get("pool_resident_bytes"),
             "metadata_bytes": c.get("metadata_bytes"),
+            # off mode and sampling in a single-threaded program run none: a change then applies
+            # at the program's next allocation
+            "control_thread": bool(self.hdr.control_thread),
             "pool_advice": f"raise num_objects, e.g. ufence set {self.pid} num_objects="
                            f"{min(2 * max(_int(cfg.get('num_objects')), 1), S.by_name('num_objects').max)}",
         }
