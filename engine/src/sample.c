@@ -234,6 +234,18 @@ static int noticed_threads(uint64_t now)
 	return 1;
 }
 
+/* What a thread-less sampler does at a clock read (interval) or a sample
+ * (1 in N): hand over to the control thread if the program went
+ * multi-threaded behind our back, else the thread's housekeeping. Returns 0
+ * once the thread has taken over. */
+static int threadless_duties(uint64_t now)
+{
+	if (noticed_threads(now) && !uf_sampler_polled)
+		return 0;
+	housekeep(now);
+	return 1;
+}
+
 /* Thread-less interval sampling: this thread's countdown ran out. Read the
  * clock, adapt the stride (double it while reads come faster than
  * interval/64, halve it while slower than interval/32), and open the gate
@@ -251,9 +263,8 @@ static int poll_interval_clock(void)
 	uf_tls.poll_stride = stride;
 	uf_tls.polled_ns = now;
 	uf_tls_countdown = (int32_t)stride;
-	if (noticed_threads(now) && !uf_sampler_polled)
+	if (!threadless_duties(now))
 		return 0;
-	housekeep(now);
 	uint64_t due = atomic_load(&gate_due_ns);
 	/* one thread opens it: UINT64_MAX until its last token is taken */
 	if (now < due || !atomic_compare_exchange_strong(&gate_due_ns, &due, UINT64_MAX))
@@ -268,16 +279,6 @@ static void close_interval_gate(void)
 	__atomic_compare_exchange_n((int32_t *)&uf_hot.gate, &expect, UF_GATE_OFF, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
 }
 
-/* Thread-less 1-in-N sampling: the countdown needs no clock, but what the
- * thread would do is done at a sample, at most every 100 ms. */
-static void rate_polled_sample(void)
-{
-	uint64_t now = uf_now_ns();
-	if (noticed_threads(now) && !uf_sampler_polled)
-		return;
-	housekeep(now);
-}
-
 /* countdown reload: uniform in [1, 2N-1], mean exactly N (as GWP-ASan);
  * [1, 2N] would have mean N + 1/2 and bias leak estimates low */
 static int32_t reload(void)
@@ -288,9 +289,9 @@ static int32_t reload(void)
 	return (int32_t)(1 + uf_rand() % (2 * n - 1));
 }
 
-/* Everything but the countdown. counted: the caller (uf_sampled) already
- * took one off this thread's countdown and found it run out. */
-static UF_NOINLINE void *sampled_slow(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp,
+/* counted: the caller (malloc or calloc, seeing UF_GATE_COUNT) already took
+ * one off this thread's countdown and found it run out */
+static void *sampled_slow(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp,
 				      int counted)
 {
 	if (UF_UNLIKELY(uf_hot.wake))
@@ -333,7 +334,7 @@ static UF_NOINLINE void *sampled_slow(size_t size, size_t align, int zero, uintp
 	if (g == UF_GATE_RATE) {
 		uf_tls_countdown = reload();
 		if (uf_sampler_polled)
-			rate_polled_sample();
+			threadless_duties(uf_now_ns());
 	} else if (g == UF_GATE_INTERVAL) {
 		int t = atomic_fetch_sub(&uf_interval_tokens, 1);
 		int polled = uf_sampler_polled;
@@ -371,22 +372,9 @@ UF_HIDDEN void *uf_sampled_counted(size_t size, size_t align, int zero, uintptr_
 	return sampled_slow(size, align, zero, caller, fp, 1);
 }
 
-/* The gate word sent this call here (the other entry points, and malloc in
- * the other modes). Most calls only count down (1 in N, or a thread-less
- * interval sampler between its clock reads), so that part is kept small
- * enough to need no stack frame. */
+/* The gate word sent this call here: the other entry points, and malloc and
+ * calloc outside the counting modes */
 UF_HIDDEN void *uf_sampled(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
 {
-	if (UF_LIKELY(!uf_hot.wake)) {
-		int g = __atomic_load_n(&uf_mode, __ATOMIC_RELAXED);
-		int counts = g == UF_GATE_RATE ||
-			     (g == UF_GATE_INTERVAL && uf_sampler_polled &&
-			      atomic_load_explicit(&uf_interval_tokens, memory_order_relaxed) <= 0);
-		if (counts) {
-			if (UF_LIKELY(--uf_tls_countdown > 0))
-				return NULL;
-			return sampled_slow(size, align, zero, caller, fp, 1);
-		}
-	}
 	return sampled_slow(size, align, zero, caller, fp, 0);
 }

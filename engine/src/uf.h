@@ -80,7 +80,8 @@ void uf_settings_publish(void);              /* copy current values into the shm
 enum uf_gate_mode { UF_GATE_OFF = 0, UF_GATE_FULL = 1, UF_GATE_RATE = 2, UF_GATE_INTERVAL = 3 };
 /* gate word value (never a mode): malloc and calloc take one off this
  * thread's countdown inline and call uf_sampled_counted when it runs out
- * (1 in N, and interval sampling without a control thread) */
+ * (1 in N, and interval sampling without a control thread); the other entry
+ * points call uf_sampled, which counts itself */
 #define UF_GATE_COUNT 4
 /*
  * The one word the fast path tests, alone on a page of our .bss so that

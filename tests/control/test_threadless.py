@@ -35,15 +35,16 @@ def has_control_thread(pid: int) -> bool:
     return False
 
 
-def forked_child(t: Target, tmp_path: Path) -> int:
-    """The pid of gated.c's fork child, once both processes are ready and the child has its state file."""
+def forked_child(t: Target, tmp_path: Path, marker: str = "ready") -> int:
+    """The pid of the fork child of gated.c (marker "ready") or sampler.c ("count"), once both processes
+    have written their marker file and the child has its state file."""
 
     def child() -> int:
-        ready = [int(p.name.split("-")[1]) for p in tmp_path.glob("ready-*")]
-        others = [p for p in ready if p != t.pid]
+        pids = [int(p.name.split("-")[1]) for p in tmp_path.glob(f"{marker}-*") if not p.name.endswith(".tmp")]
+        others = [p for p in pids if p != t.pid]
         return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
 
-    assert wait_for(lambda: bool(child()) and (tmp_path / f"ready-{t.pid}").exists())
+    assert wait_for(lambda: bool(child()) and (tmp_path / f"{marker}-{t.pid}").exists())
     return child()
 
 
@@ -262,14 +263,7 @@ def test_rate_sampling_single_threaded_runs_no_thread(launch: Callable[..., Targ
 def test_fork_child_of_a_sampling_process_samples_without_a_thread(launch: Callable[..., Target], cli: Cli,
                                                                    sampler: Path, tmp_path: Path) -> None:
     t = launch(sampler, str(tmp_path), "fork", flags=("--sample-interval", "20"))
-
-    def child() -> int:
-        pids = [int(p.name.split("-")[1]) for p in tmp_path.glob("count-*") if not p.name.endswith(".tmp")]
-        others = [p for p in pids if p != t.pid]
-        return others[0] if others and (t.run_dir / f"{others[0]}.shm").exists() else 0
-
-    assert wait_for(lambda: bool(child()))
-    c = child()
+    c = forked_child(t, tmp_path, "count")
     assert wait_for(lambda: _count(tmp_path, c) >= 100)
     assert threads(t.pid) == 1 and threads(c) == 1
     _assert_interval(*_sampled_over(cli, tmp_path, c, 1.5), 20)
