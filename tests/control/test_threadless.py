@@ -50,7 +50,7 @@ def forked_child(t: Target, tmp_path: Path, marker: str = "ready") -> int:
 
 @pytest.fixture(scope="module")
 def gated(cc: Callable[..., Path]) -> Path:
-    return cc(PROGS / "gated.c", name="control-gated")
+    return cc(PROGS / "gated.c", "-pthread", name="control-gated")
 
 
 def test_queued_until_next_allocation(launch: Callable[..., Target], cli: Cli, gated: Path, tmp_path: Path) -> None:
@@ -212,6 +212,19 @@ def test_program_thread_hands_the_clock_to_the_control_thread(launch: Callable[.
     r = cli("set", str(t.pid), "sample_interval=30")
     assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
     assert cli.ok("get", str(t.pid), "sample_interval").strip() == "30"
+
+
+def test_first_thread_starts_the_control_thread_at_once(launch: Callable[..., Target], cli: Cli,
+                                                       gated: Path, tmp_path: Path) -> None:
+    """The engine's thread comes with the program's first pthread_create, not with a later
+    allocation: gated.c starts a sleeping thread, then allocates nothing until told."""
+    t = launch(gated, str(tmp_path), "thread", flags=("--sample-interval", "20"))
+    assert wait_for(lambda: (tmp_path / f"ready-{t.pid}").exists())
+    assert wait_for(lambda: has_control_thread(t.pid)), "no control thread without an allocation"
+    r = cli("set", str(t.pid), "sample_interval=30")
+    assert r.returncode == 0 and "queued" not in r.stderr, r.stderr
+    (tmp_path / "stop").touch()
+    (tmp_path / f"go-{t.pid}").touch()
 
 
 def test_thread_glibc_starts_itself_is_noticed(launch: Callable[..., Target], cli: Cli,

@@ -1,13 +1,15 @@
 /*
  * A program that allocates only when told: for the thread-less off mode.
- *   gated DIR [fork]
- * With "fork" it forks once first and both processes run the same steps:
+ *   gated DIR [fork|thread]
+ * With "fork" it forks once first and both processes run the same steps;
+ * with "thread" it first starts a thread that only sleeps. The steps:
  * each writes DIR/ready-<pid>, waits (without allocating) for DIR/go-<pid>,
  * makes 2000 malloc/free pairs, writes DIR/done-<pid>, and waits for
  * DIR/stop. stat() and usleep() do not allocate, so until "go" the engine
  * sees no allocation at all.
  */
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,12 +36,23 @@ static void wait_file(const char *p)
 		usleep(10000);
 }
 
+static void *sleeper(void *arg)
+{
+	(void)arg;
+	for (;;)
+		pause();
+	return NULL;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
 	const char *dir = argv[1];
 	pid_t child = argc > 2 && strcmp(argv[2], "fork") == 0 ? fork() : -1;
+	pthread_t t;
+	if (argc > 2 && strcmp(argv[2], "thread") == 0 && pthread_create(&t, NULL, sleeper, NULL) != 0)
+		return 3;
 	char p[4096], stop[4096];
 	int me = getpid();
 	snprintf(stop, sizeof stop, "%s/stop", dir);
