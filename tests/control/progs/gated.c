@@ -9,13 +9,14 @@
  * sees no allocation at all.
  */
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "sleeper.h"
 
 static void path(char *out, size_t n, const char *dir, const char *what, int pid)
 {
@@ -36,22 +37,13 @@ static void wait_file(const char *p)
 		usleep(10000);
 }
 
-static void *sleeper(void *arg)
-{
-	(void)arg;
-	for (;;)
-		pause();
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2)
 		return 2;
 	const char *dir = argv[1];
 	pid_t child = argc > 2 && strcmp(argv[2], "fork") == 0 ? fork() : -1;
-	pthread_t t;
-	if (argc > 2 && strcmp(argv[2], "thread") == 0 && pthread_create(&t, NULL, sleeper, NULL) != 0)
+	if (argc > 2 && strcmp(argv[2], "thread") == 0 && start_sleeper() != 0)
 		return 3;
 	char p[4096], stop[4096];
 	int me = getpid();

@@ -12,7 +12,6 @@
  * forks once first, and both processes run it.
  */
 #include <fcntl.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "sleeper.h"
 
 static int exists(const char *p)
 {
@@ -60,14 +61,6 @@ static int arm_timer(void)
 	return timer_settime(t, 0, &its, NULL);
 }
 
-static void *sleeper(void *arg)
-{
-	(void)arg;
-	for (;;)
-		pause();
-	return NULL;
-}
-
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -93,8 +86,7 @@ int main(int argc, char **argv)
 			if (exists(stop))
 				break;
 			if (!have_thread && exists(want_thread)) {
-				pthread_t t;
-				if (pthread_create(&t, NULL, sleeper, NULL) != 0)
+				if (start_sleeper() != 0)
 					return 3;
 				have_thread = 1;
 				put(threaded, 1);
