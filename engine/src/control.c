@@ -269,6 +269,77 @@ void uf_control_poll(void)
 	}
 }
 
+/* Said once, in full mode only, where a full pool means allocations the
+ * user asked to have guarded go to the next allocator. */
+static void pool_full_notice(uint64_t live, int by_guard)
+{
+	static _Atomic int said;
+	if (atomic_exchange(&said, 1))
+		return;
+	char line[320];
+	struct uf_buf b = {line, 0, sizeof line};
+	uf_put(&b, "ufence: pool full: ");
+	uf_put_dec(&b, live);
+	uf_put(&b, " guarded objects live");
+	if (by_guard)
+		uf_put(&b, " (all that guard=mprotect allows under vm.max_map_count; guard=uffd or madvise has no such limit)");
+	else {
+		uf_put(&b, " (max_objects=");
+		uf_put_dec(&b, (uint64_t)uf_cur[UF_SET_max_objects].v);
+		uf_put(&b, "): further allocations go unguarded until some are freed; raise it with: ufence set ");
+		uf_put_dec(&b, (uint64_t)getpid());
+		uf_put(&b, " max_objects=N");
+	}
+	uf_putc(&b, '\n');
+	uf_write_all(uf_proc.log_fd, line, b.len < sizeof line ? b.len : sizeof line);
+}
+
+/* Full mode guards every eligible allocation, so a pool whose every slot is
+ * live doubles, up to max_objects, rather than send allocations to the next
+ * allocator: the user need not know the program's live-object count first
+ * (Anolis sizes its pool by hand), and the pool stays within twice the live
+ * set, which keeps the quarantine's address range (and its TLB cost) small.
+ * Only num_objects changes, under req_mu as a request would; nothing here
+ * takes the module lock or allocates, since it runs inside the program's
+ * malloc. 1: there is room now. */
+int uf_control_grow_pool(uint32_t live)
+{
+	uint64_t cap = (uint64_t)uf_cur[UF_SET_max_objects].v;
+	int by_guard = 0;
+	if (cap > uf_pool.reserved_slots)
+		cap = uf_pool.reserved_slots;
+	if (cap > uf_guard_live_cap) {
+		cap = uf_guard_live_cap;
+		by_guard = 1;
+	}
+	uint32_t limit = uf_pool.limit;
+	if (live < limit && live < uf_guard_live_cap)
+		return 1;               /* room made meanwhile */
+	if (limit >= cap) {
+		pool_full_notice(live, by_guard);
+		return 0;
+	}
+	if (pthread_mutex_trylock(&req_mu))
+		return 0;               /* a change is being applied: this one allocation goes unguarded */
+	if (uf_pool.limit == limit) {
+		uint64_t n = 2ull * limit;
+		if (n > cap)
+			n = cap;
+		char text[24], err[UF_MSG_LEN];
+		struct uf_buf b = {text, 0, sizeof text};
+		uf_put_dec(&b, n);
+		text[b.len < sizeof text ? b.len : sizeof text - 1] = 0;
+		struct uf_value v;
+		if (!uf_setting_parse(UF_SET_num_objects, text, &v, err, sizeof err) &&
+		    !uf_pool_resize((uint32_t)n, err, sizeof err)) {
+			uf_cur[UF_SET_num_objects] = v;
+			uf_settings_publish();
+		}
+	}
+	pthread_mutex_unlock(&req_mu);
+	return live < uf_pool.limit;
+}
+
 /* fork child: no thread survived; the parent's request lock state is moot */
 void uf_control_atfork_child(void)
 {

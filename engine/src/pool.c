@@ -455,7 +455,8 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 		return NULL;
 	/* pool full: say so without a stack walk or the lock (racy, harmless) */
 	uint32_t live = atomic_load_explicit(&uf_pool.live, memory_order_relaxed);
-	if (live >= uf_pool.limit || live >= uf_guard_live_cap) {
+	if ((live >= uf_pool.limit || live >= uf_guard_live_cap) &&
+	    (__atomic_load_n(&uf_mode, __ATOMIC_RELAXED) != UF_GATE_FULL || !uf_control_grow_pool(live))) {
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
 		return NULL;
 	}

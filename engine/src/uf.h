@@ -380,6 +380,7 @@ void uf_control_poll(void);                  /* apply a pending request, if any 
 void uf_control_atfork_child(void);
 void uf_control_housekeep(void);             /* heartbeat, metadata_bytes */
 void uf_control_adopt(void);                 /* the program went multi-threaded: start the thread */
+int uf_control_grow_pool(uint32_t live);     /* full mode, pool full: double num_objects; 1 = room now */
 extern _Atomic int uf_control_running;
 
 /* ---- init and process (init.c) ---- */

@@ -39,7 +39,9 @@ def test_flags_to_options(tmp_path: Path) -> None:
                 "--set", "page_allocs=off", "--set", "callers=libfoo.so,libbar.so", "--no-python-malloc",
                 env={"LD_PRELOAD": "/lib/other.so"})
     opts = dict(kv.split("=", 1) for kv in e["UFENCE_OPTIONS"].split(":"))
-    assert opts == {"sample_interval": "100", "sample_rate": "1000", "num_objects": "256", "fault": "abort",
+    # --pool N is a fixed pool: full mode's growth ceiling is N too
+    assert opts == {"sample_interval": "100", "sample_rate": "1000", "num_objects": "256", "max_objects": "256",
+                    "fault": "abort",
                     "guard": "mprotect", "align": "precise", "follow_exec": "0", "page_allocs": "0",
                     "callers": "libfoo.so,libbar.so"}
     # --no-follow: the engine takes itself out of the environment CMD's children inherit
@@ -98,3 +100,11 @@ def test_bad_input(args: tuple[str, ...], code: int, text: str) -> None:
 def test_missing_engine(tmp_path: Path) -> None:
     r = _run("--", "true", env={"UFENCE_ENGINE": str(tmp_path / "nope.so")})
     assert "no such file" in one_line_error(r)
+
+
+def test_pool_with_explicit_ceiling() -> None:
+    """--pool N with --set max_objects=M: N slots to start, full mode grows them up to M."""
+    e = _env_of("--mode", "full", "--pool", "1000", "--set", "max_objects=50000")
+    opts = dict(kv.split("=", 1) for kv in e["UFENCE_OPTIONS"].split(":"))
+    assert opts["num_objects"] == "1000" and opts["max_objects"] == "50000", opts
+    assert "max_objects" not in _env_of("--mode", "full")["UFENCE_OPTIONS"], "no --pool: the engine's default ceiling"

@@ -25,7 +25,8 @@ _EPILOG = f"""\
 modes:
   sample  (default) guard the next allocation after every --sample-interval MS
           (default {DEFAULT_INTERVAL_MS} ms, KFENCE's default), or 1 in --sample-rate N allocations
-  full    guard every eligible allocation (up to a page) while the pool lasts
+  full    guard every eligible allocation (up to a page); the pool doubles while
+          every slot is live, up to max_objects (--pool N: a fixed pool of N)
   off     load the engine but guard nothing; switch on later with 'ufence set PID ...'
 
 Every value is validated against the engine's settings table before CMD starts.
@@ -49,7 +50,9 @@ def register(parser: argparse.ArgumentParser) -> None:
                         help=f"sample mode: ms between guarded allocations (default {DEFAULT_INTERVAL_MS})")
     parser.add_argument("--sample-rate", metavar="N", default=None,
                         help="sample mode: guard 1 in N allocations instead of by time")
-    parser.add_argument("--pool", metavar="N", default=None, help="pool slots (num_objects)")
+    parser.add_argument("--pool", metavar="N", default=None,
+                        help="pool slots (num_objects), fixed at N; without it full mode starts at 4095 and "
+                             "doubles the pool while every slot is live, up to max_objects (1048576)")
     parser.add_argument("--on-bug", choices=("report", "abort"), default=None,
                         help="after a report: continue (default) or die with the original signal")
     parser.add_argument("--guard", choices=("auto", "uffd", "madvise", "mprotect"), default=None,
@@ -85,7 +88,8 @@ def _options(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
         if args.sample_rate is not None:
             raw["sample_rate"] = args.sample_rate
     if args.pool is not None:
-        raw["num_objects"] = args.pool
+        # "a pool of N": full mode does not grow it past what was asked for
+        raw["num_objects"] = raw["max_objects"] = args.pool
     if args.on_bug is not None:
         raw["fault"] = args.on_bug
     if args.guard is not None:

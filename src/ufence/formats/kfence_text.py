@@ -42,7 +42,9 @@ def render_stats(stats: Stats) -> str:
     if stats.mode:
         lines.append(f"mode: {stats.mode}")
     if stats.pool_objects is not None:
-        lines.append(f"pool capacity: {stats.pool_objects} objects")
+        ceiling = grows_to(stats)
+        lines.append(f"pool capacity: {stats.pool_objects} objects"
+                     + (f" (full mode doubles it while every slot is live, up to {ceiling})" if ceiling else ""))
     if stats.pool_bytes is not None:
         mem = f"pool memory: {stats.pool_bytes} bytes ({human_bytes(stats.pool_bytes)}) reserved"
         resident = stats.extra.get("pool_resident_bytes")
@@ -64,10 +66,21 @@ def render_stats(stats: Stats) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grows_to(stats: Stats) -> int | None:
+    """The size a full-mode process pool may still grow to (None: it cannot grow)."""
+    ceiling = stats.extra.get("max_objects")
+    if stats.source != "process" or stats.mode != "full" or not isinstance(ceiling, int):
+        return None
+    return ceiling if stats.pool_objects is not None and ceiling > stats.pool_objects else None
+
+
 def pool_warning(stats: Stats) -> str | None:
-    """The seed's advice when the pool is >= 75% full, naming the setting to change."""
+    """The seed's advice when the pool is >= 75% full, naming the setting to change.
+
+    Not while full mode can still grow the pool: that pool is meant to run near full.
+    """
     use = stats.pool_use()
-    if use is None or use < POOL_WARN:
+    if use is None or use < POOL_WARN or grows_to(stats):
         return None
     cur = stats.counters.get("currently_allocated", 0)
     advice = stats.extra.get("pool_advice") or "raise num_objects"

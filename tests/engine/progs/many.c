@@ -38,9 +38,10 @@ int main(int argc, char **argv)
 		distinct_pages += pg != prev;
 		prev = pg;
 	}
-	printf("guarded=%ld live=%lu allocs=%lu mech=%lu distinct_pages=%ld\n", guarded,
+	printf("guarded=%ld live=%lu allocs=%lu mech=%lu distinct_pages=%ld pool_slots=%lu skipped_capacity=%lu\n", guarded,
 	       (unsigned long)ufstat(UF_STAT_currently_allocated), (unsigned long)ufstat(UF_STAT_total_allocations),
-	       (unsigned long)ufstat(UF_STAT_guard_mechanism), distinct_pages);
+	       (unsigned long)ufstat(UF_STAT_guard_mechanism), distinct_pages,
+	       (unsigned long)ufstat(UF_STAT_pool_slots), (unsigned long)ufstat(UF_STAT_skipped_capacity));
 	fflush(stdout);
 	for (long i = 0; i < n; i++)
 		free(objs[i]);

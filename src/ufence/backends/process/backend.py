@@ -172,6 +172,8 @@ class ProcessBackend:
         extra: dict[str, Any] = {
             "pid": self.pid, "comm": L.cstr(self.hdr.comm), "alive": self.alive(),
             "num_objects": _int(cfg.get("num_objects")),
+            # full mode doubles a full pool up to this (0: never); sampling keeps the pool's size
+            "max_objects": _int(cfg.get("max_objects")),
             "sample_interval": iv, "sample_rate": _int(cfg.get("sample_rate")),
             "guard": L.GUARD_MECHANISMS.get(c.get("guard_mechanism", 0), "none"),
             "pool_resident_bytes": c.get("pool_resident_bytes"),
@@ -179,8 +181,7 @@ class ProcessBackend:
             # off mode and sampling in a single-threaded program run none: a change then applies
             # at the program's next allocation
             "control_thread": bool(self.hdr.control_thread),
-            "pool_advice": f"raise num_objects, e.g. ufence set {self.pid} num_objects="
-                           f"{min(2 * max(_int(cfg.get('num_objects')), 1), S.by_name('num_objects').max)}",
+            "pool_advice": self._pool_advice(mode, cfg),
         }
         deg = c.get("degraded", 0)
         if deg:
@@ -190,6 +191,15 @@ class ProcessBackend:
             pool_objects=c.get("pool_slots") or _int(cfg.get("num_objects")) or None,
             pool_bytes=c.get("pool_reserved_bytes"), extra=extra,
         )
+
+    def _pool_advice(self, mode: str, cfg: dict[str, str]) -> str:
+        if mode == "full":
+            # the engine grows the pool itself; the ceiling is what limits it
+            grow = min(2 * max(_int(cfg.get("max_objects")), _int(cfg.get("num_objects")), 1),
+                       S.by_name("max_objects").max)
+            return f"raise max_objects, e.g. ufence set {self.pid} max_objects={grow}"
+        grow = min(2 * max(_int(cfg.get("num_objects")), 1), S.by_name("num_objects").max)
+        return f"raise num_objects, e.g. ufence set {self.pid} num_objects={grow}"
 
     # -- objects -----------------------------------------------------------
 
