@@ -11,7 +11,7 @@ cd "$repo"
 
 packages=(gcc g++ make cmake binutils llvm valgrind
           qemu-system-x86 busybox-static cpio gcc-12 kmod
-          rt-tests electric-fence duma util-linux golang-go)
+          rt-tests electric-fence duma util-linux golang-go python3-dev)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
   for p in "${packages[@]}"; do

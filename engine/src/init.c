@@ -171,6 +171,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
 	uf_report_atfork_unlock();
+	uf_report_atfork_child();
 	uf_pool_atfork_child();
 	uf_uffd_atfork_child();
 	uf_modules_atfork_unlock(1);

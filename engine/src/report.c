@@ -3,7 +3,10 @@
  * the report directory (docs/design.md). Runs in signal context, so it only
  * formats into static buffers (under a spinlock), resolves names through
  * symbols.c and writes with write(2). One report per object: a second bug on
- * an object that was already reported is counted, not printed.
+ * an object that was already reported is counted, not printed. And, with
+ * dedup_reports, one per bug site: full mode puts every object of a buggy loop
+ * in the pool, and a million copies of one report would flood the log and
+ * the report directory of the process it is meant to help.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -58,6 +61,51 @@ void uf_report_atfork_lock(void)
 void uf_report_atfork_unlock(void)
 {
 	unlock();
+}
+
+/* Bug sites already reported: (kind, access, code address) keys in a small
+ * open-addressed set, lock-free since reports come from signal handlers.
+ * When a probe run is full the bug is reported: never lose a new one. */
+#define SEEN_SLOTS 4096u
+#define SEEN_PROBES 16u
+static _Atomic uint64_t seen[SEEN_SLOTS];
+static _Atomic int told_dedup;
+
+static int seen_before(const struct uf_bug_info *b)
+{
+	if (!b->nframes)
+		return 0;
+	uint64_t key = ((uint64_t)b->frames[0] << 8) | ((uint64_t)(b->bug & 31) << 3) |
+		       ((uint64_t)((b->access + 1) & 3) << 1) | 1u;
+	uint64_t h = key * 0x9e3779b97f4a7c15ull;
+	uint32_t at = (uint32_t)(h >> 52);
+	for (uint32_t k = 0; k < SEEN_PROBES; k++) {
+		_Atomic uint64_t *slot = &seen[(at + k) % SEEN_SLOTS];
+		uint64_t cur = atomic_load(slot);
+		if (cur == 0 && atomic_compare_exchange_strong(slot, &cur, key))
+			return 0;
+		if (cur == key)
+			return 1;
+	}
+	return 0;
+}
+
+/* a fork child is its own process with its own reports: it reports its bugs
+ * once itself */
+void uf_report_atfork_child(void)
+{
+	for (uint32_t k = 0; k < SEEN_SLOTS; k++)
+		atomic_store_explicit(&seen[k], 0, memory_order_relaxed);
+	atomic_store(&told_dedup, 0);
+}
+
+static void note_dedup(void)
+{
+	if (atomic_exchange(&told_dedup, 1))
+		return;
+	static const char msg[] = "ufence: a bug at a site already reported is counted, not printed "
+				  "(reports_deduplicated in ufence stats; dedup_reports=0 prints every one)\n";
+	uf_write_all(uf_proc.log_fd, msg, sizeof msg - 1);
 }
 
 static const char *access_name(int a)
@@ -317,6 +365,11 @@ void uf_report(struct uf_bug_info *b)
 	if (b->has_object) {
 		b->obj.flags |= UF_SLOT_REPORTED;
 		uf_shm_slot_publish(b->slot, &uf_pool.meta[b->slot]);   /* live state, not the copy */
+	}
+	if (uf_cur[UF_SET_dedup_reports].v && seen_before(b)) {
+		uf_stat_add(UF_STAT_reports_deduplicated, 1);
+		note_dedup();
+		return;
 	}
 	lock();
 	uint64_t now = uf_now_ns();

@@ -369,6 +369,7 @@ void uf_report(struct uf_bug_info *b);
 int uf_report_claim(uint32_t slot);
 void uf_report_atfork_lock(void);
 void uf_report_atfork_unlock(void);
+void uf_report_atfork_child(void);          /* forget the bug sites the parent reported */
 
 /* ---- control (control.c) ---- */
 int uf_control_start(void);                  /* once; later calls return 0 */

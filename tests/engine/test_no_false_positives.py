@@ -67,6 +67,17 @@ def test_fork_child_bug_reported_with_child_pid(prog: Prog, run_ufence: RunFn) -
     assert all(t.proc is not None and int(t.proc["pid"]) != parent for t in run.text)
 
 
+def test_fork_child_reports_a_site_its_parent_reported(prog: Prog, run_ufence: RunFn) -> None:
+    """dedup_reports is per process: the parent's report of a bug site does not silence its children's."""
+    exe = prog("forker.c")
+    run = run_ufence([exe, "parent_first"], "--mode", "full")
+    assert run.rc == 0 and run.value("children_ok") == 8, run.describe()
+    parent = run.value("pid")
+    pids = [r.pid for r in run.json]
+    assert pids.count(parent) == 1 and len(set(pids)) == 9 and len(pids) == 9, run.describe()
+    assert {r.function.split("+")[0] for r in run.json if r.function} == {"child_oob"}, run.describe()
+
+
 @pytest.mark.slow
 def test_cxx(prog: Prog, run_ufence: RunFn) -> None:
     exe = prog("cxx_churn.cc", "-std=c++17")

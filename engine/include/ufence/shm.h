@@ -56,7 +56,8 @@
 	X(settings_refused)     /* change requests refused */                \
 	X(fork_children)        /* forks seen */                             \
 	X(pages_recycled)       /* freed pages moved to the next slot (uffd) */ \
-	X(pages_revoked_batched) /* freed pages dropped in batches (revoke_batch) */
+	X(pages_revoked_batched) /* freed pages dropped in batches (revoke_batch) */ \
+	X(reports_deduplicated) /* bugs not printed: same kind and code address as one that was */
 
 enum uf_stat {
 #define UF_STAT_ENUM(name) UF_STAT_##name,

@@ -25,6 +25,7 @@ _LABELS = (
     ("skipped_capacity", "skipped allocations (capacity)"),
     ("skipped_covered", "skipped allocations (covered)"),
     ("skipped_filtered", "skipped allocations (filtered)"),
+    ("reports_deduplicated", "repeated bugs not reported (dedup_reports)"),
 )
 
 

@@ -23,7 +23,8 @@ from ufence.model import Stats
 _COUNTERS = {
     "total_allocations", "total_frees", "total_bugs", "skipped_incompatible", "skipped_capacity",
     "skipped_covered", "skipped_filtered", "reports_written", "reports_suppressed", "depot_full",
-    "settings_refused", "fork_children", "pages_recycled", "pages_revoked_batched", "total_slab_allocations",
+    "settings_refused", "fork_children", "pages_recycled", "pages_revoked_batched", "reports_deduplicated",
+    "total_slab_allocations",
     "seen_allocations",
 }
 _METRIC_OK = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")

@@ -6,7 +6,9 @@
  * fork can land while another thread holds an engine lock.
  * `forker clean` must produce no report; `forker child_bug` makes each child
  * read one byte past a right-placed guarded object: one report per child,
- * with the child's pid.
+ * with the child's pid. `forker parent_first` has the parent make the same
+ * bug (same code address) before it forks: the children report theirs all
+ * the same, each process reporting a bug site once for itself.
  */
 #include "ufpool.h"
 
@@ -71,7 +73,8 @@ static int child(char *shared, int bug)
 
 int main(int argc, char **argv)
 {
-	int bug = argc > 1 && strcmp(argv[1], "child_bug") == 0;
+	int parent_first = argc > 1 && strcmp(argv[1], "parent_first") == 0;
+	int bug = parent_first || (argc > 1 && strcmp(argv[1], "child_bug") == 0);
 	ufpool_require();
 	printf("pid=%d\n", (int)getpid());
 	ufpool_describe();
@@ -79,6 +82,8 @@ int main(int argc, char **argv)
 	for (int i = 0; i < 64; i++)
 		shared[i] = (char)i;
 
+	if (parent_first)
+		child_oob();
 	pthread_t t[3];
 	for (int i = 0; i < 3; i++)
 		pthread_create(&t[i], NULL, churn, NULL);

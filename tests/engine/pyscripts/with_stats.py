@@ -18,4 +18,5 @@ runpy.run_path(script, run_name="__main__")
 from ufence.backends import open_target  # noqa: E402 - after the workload, so it does not shape it
 
 counters = open_target(str(os.getpid())).stats().counters
-print(" ".join(f"{k}={counters.get(k, 0)}" for k in ("total_allocations", "total_frees", "skipped_capacity")))
+print(" ".join(f"{k}={counters.get(k, 0)}" for k in ("total_allocations", "total_frees", "skipped_capacity",
+                                                      "pool_slots", "total_bugs", "reports_deduplicated")))

@@ -47,6 +47,7 @@ STAT_NAMES: tuple[str, ...] = (
     "fork_children",
     "pages_recycled",
     "pages_revoked_batched",
+    "reports_deduplicated",
 )
 
 DEGRADED_REASONS = {1: "no pool", 2: "no shared memory", 4: "no SIGSEGV handler", 8: "no guard mechanism"}
