@@ -25,7 +25,7 @@ SYMBOLS = {
     "asm_exc_page_fault": "page faults (fresh zeroed object pages)",
     "do_anonymous_page": "  of which: allocate + zero a page",
     "uf_shm_slot_publish": "publish the slot record to the shm file",
-    "uf_stack_capture": "stack capture (frame-pointer walk)",
+    "uf_stack_capture": "stack capture (call-frame walk, unwind.c)",
     "uf_depot_put": "stack depot insert",
     "free": "free, all of it",
     "uf_pool_free": "pool: release a slot",

@@ -76,6 +76,8 @@ static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 	for (int i = 0; i < info->dlpi_phnum; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		if (ph->p_type == PT_GNU_EH_FRAME)
+			m->eh_hdr = info->dlpi_addr + ph->p_vaddr;
 		if (ph->p_type != PT_LOAD)
 			continue;
 		uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
@@ -166,6 +168,8 @@ void uf_modules_refresh(int force)
 	memcpy(mods, tmp, sizeof(struct uf_module) * (size_t)col.n);
 	nmods = col.n;
 	atomic_store_explicit(&mods_seq, (seq | 1) + 1, memory_order_release);
+	if (c[1] != last_subs)
+		uf_unwind_forget();   /* a dlclose: its addresses may come back as another module's */
 	last_adds = c[0];
 	last_subs = c[1];
 	atomic_store(&uf_modules_dirty, 0);
@@ -193,6 +197,26 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 			return found ? copy : NULL;
 	}
 	return NULL;
+}
+
+uintptr_t uf_module_eh_hdr(uintptr_t pc)
+{
+	for (int tries = 0; tries < 100; tries++) {
+		uint32_t s = atomic_load_explicit(&mods_seq, memory_order_acquire);
+		if (s & 1)
+			continue;
+		uintptr_t hdr = 0;
+		int n = nmods;
+		for (int i = 0; i < n && i < MAX_MODULES; i++)
+			if (pc >= mods[i].xstart && pc < mods[i].xend) {
+				hdr = mods[i].eh_hdr;
+				break;
+			}
+		atomic_thread_fence(memory_order_acquire);
+		if (atomic_load_explicit(&mods_seq, memory_order_relaxed) == s)
+			return hdr;
+	}
+	return 0;
 }
 
 /* Is a a return address: inside an executable segment, right after a call

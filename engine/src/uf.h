@@ -323,11 +323,29 @@ static inline uint64_t uf_stat_get(int which)
 struct uf_module {
 	uintptr_t base, start, end;
 	uintptr_t xstart, xend; /* executable segment(s) */
+	uintptr_t eh_hdr;       /* its .eh_frame_hdr (PT_GNU_EH_FRAME), 0 if none */
 	char path[UF_PATH_LEN];
 	uint8_t build_id[UF_BUILD_ID_MAX];
 	uint32_t build_id_len;
 };
 void uf_modules_refresh(int force);
+uintptr_t uf_module_eh_hdr(uintptr_t pc);    /* .eh_frame_hdr of the module whose code holds pc, or 0 */
+
+/* unwind.c: how to find the caller of the frame at one code address */
+enum { UF_UNWIND_NONE = 0, UF_UNWIND_CFA = 1, UF_UNWIND_STOP = 2 };
+struct uf_unwind {
+	int kind;          /* NONE: no usable CFI (use the frame pointer); STOP: outermost frame */
+	int cfa_rbp;       /* CFA = (cfa_rbp ? rbp : rsp) + cfa_off; return address at CFA - 8 */
+	int rbp_saved;     /* the caller's rbp is at CFA + rbp_off; else rbp is unchanged */
+	int64_t cfa_off, rbp_off;
+};
+int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out);   /* pc: inside the instruction */
+void uf_unwind_forget(void);
+/* From a frame (pc: a return address if is_ret, else the faulting pc; sp and
+ * rbp as they are in it) to its callers, appended to out[n..max); cfi 0:
+ * frame pointers only. */
+int uf_unwind_walk(uintptr_t pc, int is_ret, uintptr_t sp, uintptr_t fp, int cfi, uintptr_t *out, int n, int max);
+int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v);   /* one word of the stack sp is on; 0 = ok */
 const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);

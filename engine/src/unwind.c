@@ -1,0 +1,598 @@
+/*
+ * Call-frame unwinding from the modules' own .eh_frame (x86-64), for code
+ * built without frame pointers: distribution libraries, CPython, Rust. The
+ * frame-pointer walk alone loses the caller of every frameless function on
+ * the way: `operator new` in libstdc++ and `__rust_alloc` sit between most
+ * C++ and Rust allocations and malloc, and with them the frame that matters
+ * most (the function that allocated) was missing from "allocated by".
+ *
+ * uf_unwind_rule() answers, for one code address, how to find its caller:
+ * the CFA (canonical frame address) as rsp or rbp plus an offset, the
+ * return address at CFA-8, and where rbp was saved. It finds the FDE
+ * through the module's .eh_frame_hdr search table and runs the CIE's and
+ * FDE's CFI program up to the address. Rules are cached per address in a
+ * lock-free table, so a steady-state walk costs a hash probe a frame.
+ * Async-signal-safe: no allocation, no locks; it reads only the mapped
+ * .eh_frame_hdr/.eh_frame of modules in the engine's module table.
+ */
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "uf.h"
+
+#if defined(__x86_64__)
+
+#define REG_RBP 6
+#define REG_RSP 7
+#define REG_RA 16
+
+/* decoding of one CFI program into the rule at a target address */
+struct cfi_row {
+	int cfa_reg;           /* REG_RSP or REG_RBP; -1: not expressible here */
+	int64_t cfa_off;
+	int rbp_how;           /* 0 same value, 1 saved at CFA + rbp_off, -1 not expressible */
+	int64_t rbp_off;
+	int ra_ok;             /* the return address is at CFA - 8 */
+};
+
+struct cursor {
+	const uint8_t *p, *end;
+	int bad;
+};
+
+static uint64_t uleb(struct cursor *c)
+{
+	uint64_t v = 0;
+	unsigned shift = 0;
+	while (c->p < c->end) {
+		uint8_t b = *c->p++;
+		if (shift < 64)
+			v |= (uint64_t)(b & 0x7f) << shift;
+		shift += 7;
+		if (!(b & 0x80))
+			return v;
+	}
+	c->bad = 1;
+	return 0;
+}
+
+static int64_t sleb(struct cursor *c)
+{
+	int64_t v = 0;
+	unsigned shift = 0;
+	while (c->p < c->end) {
+		uint8_t b = *c->p++;
+		if (shift < 64)
+			v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
+		shift += 7;
+		if (!(b & 0x80)) {
+			if (shift < 64 && (b & 0x40))
+				v |= -((int64_t)1 << shift);
+			return v;
+		}
+	}
+	c->bad = 1;
+	return 0;
+}
+
+static uint64_t fixed(struct cursor *c, unsigned n)
+{
+	if ((size_t)(c->end - c->p) < n) {
+		c->bad = 1;
+		return 0;
+	}
+	uint64_t v = 0;
+	memcpy(&v, c->p, n);
+	c->p += n;
+	return v;
+}
+
+/* A DW_EH_PE-encoded pointer; pcrel and datarel (base: the .eh_frame_hdr)
+ * are what GNU ld and lld emit; anything else is refused. */
+static uintptr_t encoded(struct cursor *c, uint8_t enc, uintptr_t datarel)
+{
+	if (enc == 0xff)       /* DW_EH_PE_omit */
+		return 0;
+	uintptr_t here = (uintptr_t)c->p;
+	uint64_t v;
+	switch (enc & 0x0f) {
+	case 0x00: v = fixed(c, 8); break;
+	case 0x01: v = uleb(c); break;
+	case 0x02: v = fixed(c, 2); break;
+	case 0x03: v = fixed(c, 4); break;
+	case 0x04: v = fixed(c, 8); break;
+	case 0x09: v = (uint64_t)sleb(c); break;
+	case 0x0a: v = (uint64_t)(int64_t)(int16_t)fixed(c, 2); break;
+	case 0x0b: v = (uint64_t)(int64_t)(int32_t)fixed(c, 4); break;
+	case 0x0c: v = fixed(c, 8); break;
+	default: c->bad = 1; return 0;
+	}
+	switch (enc & 0x70) {
+	case 0x00: break;
+	case 0x10: v += here; break;
+	case 0x30: v += datarel; break;
+	default: c->bad = 1; return 0;
+	}
+	if (enc & 0x80)        /* indirect: only personality pointers use it, never followed */
+		c->bad = 1;
+	return (uintptr_t)v;
+}
+
+/* Is [a, a+n) mapped? The module table can lag a dlclose by one refresh. */
+static int mapped(uintptr_t a, size_t n)
+{
+	unsigned char vec[4];
+	uintptr_t pg = a & ~(uintptr_t)4095;
+	size_t len = a + n - pg;
+	if (len > 3 * 4096)
+		len = 3 * 4096;
+	return mincore((void *)pg, len, vec) == 0;
+}
+
+struct cie {
+	uint64_t code_align;
+	int64_t data_align;
+	uint64_t ra_reg;
+	uint8_t fde_enc;
+	int has_z;
+	const uint8_t *insns, *end;
+};
+
+static int parse_cie(const uint8_t *p, struct cie *cie, uintptr_t datarel)
+{
+	struct cursor c = {p, p + 4, 0};
+	uint64_t len = fixed(&c, 4);
+	if (len == 0 || len >= 0xfffffff0u)
+		return -1;
+	c.end = p + 4 + len;
+	if (!mapped((uintptr_t)p, 4 + len) || fixed(&c, 4) != 0)   /* CIE id 0 */
+		return -1;
+	uint8_t version = (uint8_t)fixed(&c, 1);
+	const char *aug = (const char *)c.p;
+	size_t alen = strnlen(aug, (size_t)(c.end - c.p));
+	if (c.bad || alen == (size_t)(c.end - c.p))
+		return -1;
+	c.p += alen + 1;
+	if (aug[0] == 'e' && aug[1] == 'h')
+		return -1;                                 /* pre-GCC-3 "eh" data: not met in practice */
+	cie->code_align = uleb(&c);
+	cie->data_align = sleb(&c);
+	cie->ra_reg = version == 1 ? fixed(&c, 1) : uleb(&c);
+	cie->fde_enc = 0;
+	cie->has_z = aug[0] == 'z';
+	if (cie->has_z) {
+		uint64_t zlen = uleb(&c);
+		const uint8_t *zend = c.p + zlen;
+		if (zend > c.end)
+			return -1;
+		for (const char *a = aug + 1; *a && !c.bad; a++) {
+			if (*a == 'R')
+				cie->fde_enc = (uint8_t)fixed(&c, 1);
+			else if (*a == 'L')
+				fixed(&c, 1);
+			else if (*a == 'P') {
+				uint8_t penc = (uint8_t)fixed(&c, 1);
+				struct cursor pc = c;
+				encoded(&pc, (uint8_t)(penc & 0x7f), datarel);   /* skipped, never followed */
+				c.p = pc.p;
+				c.bad |= pc.bad;
+			} else if (*a == 'S' || *a == 'B' || *a == 'G')
+				;          /* signal frame / arm64 flags: no data */
+			else
+				break;     /* unknown: the length above lets us skip the rest */
+		}
+		c.p = zend;
+	}
+	cie->insns = c.p;
+	cie->end = c.end;
+	return c.bad || cie->ra_reg != REG_RA ? -1 : 0;
+}
+
+struct regrule {
+	int how;               /* 0 same/undefined-for-rbp, 1 offset from CFA, -1 other */
+	int64_t off;
+};
+
+struct cfi_state {
+	int cfa_reg;
+	int64_t cfa_off;
+	struct regrule rbp, ra;
+};
+
+/* Run one CFI program from loc, stopping at the first row past target. */
+static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uintptr_t target,
+		   struct cfi_state *st, const struct cfi_state *initial, uintptr_t datarel)
+{
+	struct cfi_state saved[8];
+	int depth = 0;
+	while (c->p < c->end && !c->bad) {
+		uint8_t op = *c->p++;
+		uint8_t hi = op & 0xc0, low = op & 0x3f;
+		uint64_t reg = 0, delta = 0;
+		int64_t off = 0;
+		if (hi == 0x40) {                  /* advance_loc */
+			delta = low * cie->code_align;
+			goto advance;
+		}
+		if (hi == 0x80) {                  /* offset */
+			reg = low;
+			off = (int64_t)uleb(c) * cie->data_align;
+			goto set_offset;
+		}
+		if (hi == 0xc0) {                  /* restore */
+			reg = low;
+			goto restore;
+		}
+		switch (op) {
+		case 0x00: continue;                                   /* nop */
+		case 0x01: *loc = encoded(c, cie->fde_enc, datarel); continue;   /* set_loc */
+		case 0x02: delta = fixed(c, 1) * cie->code_align; goto advance;
+		case 0x03: delta = fixed(c, 2) * cie->code_align; goto advance;
+		case 0x04: delta = fixed(c, 4) * cie->code_align; goto advance;
+		case 0x05: reg = uleb(c); off = (int64_t)uleb(c) * cie->data_align; goto set_offset;
+		case 0x06: reg = uleb(c); goto restore;
+		case 0x07:                                             /* undefined */
+		case 0x08:                                             /* same_value */
+			reg = uleb(c);
+			if (reg == REG_RBP)
+				st->rbp.how = 0;
+			if (reg == REG_RA)
+				st->ra.how = -1;     /* undefined RA: the outermost frame */
+			continue;
+		case 0x09:                                             /* register */
+			reg = uleb(c);
+			uleb(c);
+			if (reg == REG_RBP)
+				st->rbp.how = -1;
+			if (reg == REG_RA)
+				st->ra.how = -1;
+			continue;
+		case 0x0a:                                             /* remember_state */
+			if (depth == 8)
+				return -1;
+			saved[depth++] = *st;
+			continue;
+		case 0x0b:                                             /* restore_state */
+			if (!depth)
+				return -1;
+			*st = saved[--depth];
+			continue;
+		case 0x0c: st->cfa_reg = (int)uleb(c); st->cfa_off = (int64_t)uleb(c); continue;
+		case 0x0d: st->cfa_reg = (int)uleb(c); continue;
+		case 0x0e: st->cfa_off = (int64_t)uleb(c); continue;
+		case 0x0f: st->cfa_reg = -1; c->p += uleb(c); continue;  /* def_cfa_expression */
+		case 0x10:                                             /* expression */
+		case 0x16:                                             /* val_expression */
+			reg = uleb(c);
+			c->p += uleb(c);
+			if (reg == REG_RBP)
+				st->rbp.how = -1;
+			if (reg == REG_RA)
+				st->ra.how = -1;
+			continue;
+		case 0x11: reg = uleb(c); off = sleb(c) * cie->data_align; goto set_offset;
+		case 0x12: st->cfa_reg = (int)uleb(c); st->cfa_off = sleb(c) * cie->data_align; continue;
+		case 0x13: st->cfa_off = sleb(c) * cie->data_align; continue;
+		case 0x14:                                             /* val_offset */
+		case 0x15:
+			reg = uleb(c);
+			if (op == 0x14)
+				uleb(c);
+			else
+				sleb(c);
+			if (reg == REG_RBP)
+				st->rbp.how = -1;
+			if (reg == REG_RA)
+				st->ra.how = -1;
+			continue;
+		case 0x2e: uleb(c); continue;                          /* GNU_args_size */
+		case 0x2f: reg = uleb(c); off = -(int64_t)uleb(c) * cie->data_align; goto set_offset;
+		default: return -1;
+		}
+advance:
+		if (*loc + delta > target)
+			return 0;                  /* the row in force at target is the current one */
+		*loc += delta;
+		continue;
+set_offset:
+		if (reg == REG_RBP)
+			st->rbp = (struct regrule){1, off};
+		if (reg == REG_RA)
+			st->ra = (struct regrule){1, off};
+		continue;
+restore:
+		if (!initial)
+			return -1;                 /* restore inside the CIE's own program */
+		if (reg == REG_RBP)
+			st->rbp = initial->rbp;
+		if (reg == REG_RA)
+			st->ra = initial->ra;
+		continue;
+	}
+	return c->bad ? -1 : 0;
+}
+
+/* The FDE covering pc through the .eh_frame_hdr binary search table; 0 if
+ * none (or a table encoding other than GNU ld's and lld's datarel sdata4). */
+static const uint8_t *find_fde(uintptr_t hdr, uintptr_t pc)
+{
+	const uint8_t *h = (const uint8_t *)hdr;
+	if (!mapped(hdr, 12) || h[0] != 1 || h[3] != 0x3b)
+		return NULL;
+	struct cursor c = {h + 4, h + 24, 0};
+	encoded(&c, h[1], hdr);                          /* eh_frame_ptr: not needed */
+	uint64_t count = encoded(&c, h[2], hdr);
+	if (c.bad || !count || count > (1u << 24))
+		return NULL;
+	const int32_t *table = (const int32_t *)c.p;
+	if (!mapped((uintptr_t)table, count * 8))
+		return NULL;
+	uint64_t lo = 0, hi = count;
+	while (hi - lo > 1) {                              /* last entry with start <= pc */
+		uint64_t mid = (lo + hi) / 2;
+		if (hdr + (intptr_t)table[2 * mid] <= pc)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	if (hdr + (intptr_t)table[2 * lo] > pc)
+		return NULL;
+	return (const uint8_t *)(hdr + (intptr_t)table[2 * lo + 1]);
+}
+
+static int decode(uintptr_t hdr, uintptr_t pc, struct cfi_row *row)
+{
+	const uint8_t *fde = find_fde(hdr, pc);
+	if (!fde || !mapped((uintptr_t)fde, 16))
+		return -1;
+	struct cursor c = {fde, fde + 8, 0};
+	uint64_t len = fixed(&c, 4);
+	if (len == 0 || len >= 0xfffffff0u || !mapped((uintptr_t)fde, 4 + len))
+		return -1;
+	c.end = fde + 4 + len;
+	uint32_t cie_ptr = (uint32_t)fixed(&c, 4);
+	struct cie cie;
+	if (!cie_ptr || parse_cie(fde + 4 - cie_ptr, &cie, hdr))
+		return -1;
+	uintptr_t start = encoded(&c, cie.fde_enc, hdr);
+	uintptr_t range = encoded(&c, cie.fde_enc & 0x0f, hdr);
+	if (c.bad || pc < start || pc - start >= range)
+		return -1;
+	if (cie.has_z)
+		c.p += uleb(&c);
+	struct cfi_state st = {REG_RSP, 8, {0, 0}, {1, -8}};
+	uintptr_t loc = start;
+	struct cursor ci = {cie.insns, cie.end, 0};
+	if (run_cfi(&ci, &cie, &loc, UINTPTR_MAX, &st, NULL, hdr))
+		return -1;
+	struct cfi_state initial = st;
+	loc = start;
+	if (run_cfi(&c, &cie, &loc, pc, &st, &initial, hdr))
+		return -1;
+	row->cfa_reg = st.cfa_reg == REG_RSP || st.cfa_reg == REG_RBP ? st.cfa_reg : -1;
+	row->cfa_off = st.cfa_off;
+	row->rbp_how = st.rbp.how;
+	row->rbp_off = st.rbp.off;
+	row->ra_ok = st.ra.how == 1 && st.ra.off == -8;
+	return 0;
+}
+
+/* Cache: one entry per code address, two words written and read without a
+ * lock; the rule word carries the address's low 32 bits, so a torn pair
+ * from two racing writers reads as a miss, never as another address's rule
+ * (and a wrong rule could only misname a frame: every stack read is
+ * bounds-checked). */
+#define CACHE_SLOTS 4096u
+static _Atomic uint64_t cache_pc[CACHE_SLOTS], cache_rule[CACHE_SLOTS];
+
+static inline uint32_t slot_of(uintptr_t pc)
+{
+	return (uint32_t)(pc ^ (pc >> 12)) & (CACHE_SLOTS - 1);
+}
+
+/* rule word: bits 0-1 kind, 2 rbp-based CFA, 3 rbp saved, 4-15 cfa_off/8,
+ * 16-23 rbp_off/8 (signed), 32-63 the address's low bits */
+static uint64_t pack(const struct cfi_row *r, int kind)
+{
+	uint64_t w = (uint64_t)kind;
+	if (kind == UF_UNWIND_CFA) {
+		w |= (uint64_t)(r->cfa_reg == REG_RBP) << 2 | (uint64_t)(r->rbp_how == 1) << 3;
+		w |= ((uint64_t)(r->cfa_off / 8) & 0xfff) << 4;
+		w |= ((uint64_t)(r->rbp_off / 8) & 0xff) << 16;
+	}
+	return w;
+}
+
+static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t at)
+{
+	struct cfi_row row;
+	int kind = UF_UNWIND_NONE;
+	uintptr_t hdr = uf_module_eh_hdr(pc);
+	if (hdr && decode(hdr, pc, &row) == 0) {
+		if (row.cfa_reg < 0 || row.rbp_how < 0 || (row.cfa_off & 7) || row.cfa_off < 8 ||
+		    row.cfa_off / 8 > 0x7ff ||
+		    (row.rbp_how == 1 && ((row.rbp_off & 7) || row.rbp_off / 8 < -128 || row.rbp_off / 8 > 127)))
+			kind = UF_UNWIND_NONE;        /* not expressible: the frame-pointer step */
+		else
+			kind = row.ra_ok ? UF_UNWIND_CFA : UF_UNWIND_STOP;
+	}
+	uint64_t w = pack(&row, kind) | (uint64_t)(uint32_t)pc << 32;
+	atomic_store_explicit(&cache_pc[at], 0, memory_order_relaxed);
+	atomic_store_explicit(&cache_rule[at], w, memory_order_release);
+	atomic_store_explicit(&cache_pc[at], pc, memory_order_release);
+	return w;
+}
+
+static inline uint64_t rule_word(uintptr_t pc)
+{
+	uint32_t at = slot_of(pc);
+	if (__builtin_expect(atomic_load_explicit(&cache_pc[at], memory_order_acquire) == pc, 1)) {
+		uint64_t w = atomic_load_explicit(&cache_rule[at], memory_order_acquire);
+		if (__builtin_expect((uint32_t)(w >> 32) == (uint32_t)pc, 1))
+			return w;
+	}
+	return rule_slow(pc, at);
+}
+
+int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out)
+{
+	uint64_t w = rule_word(pc);
+	out->kind = (int)(w & 3);
+	out->cfa_rbp = (int)(w >> 2 & 1);
+	out->rbp_saved = (int)(w >> 3 & 1);
+	out->cfa_off = (int64_t)((w >> 4) & 0xfff) * 8;
+	out->rbp_off = (int64_t)(int8_t)(uint8_t)(w >> 16) * 8;
+	return out->kind;
+}
+
+/* a dlclose may give its addresses to another module later: forget all
+ * (symbols.c, when the module table loses one) */
+void uf_unwind_forget(void)
+{
+	for (uint32_t i = 0; i < CACHE_SLOTS; i++)
+		atomic_store_explicit(&cache_pc[i], 0, memory_order_relaxed);
+}
+
+#else
+
+static inline uint64_t rule_word(uintptr_t pc)
+{
+	(void)pc;
+	return UF_UNWIND_NONE;
+}
+
+int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out)
+{
+	(void)pc;
+	out->kind = UF_UNWIND_NONE;
+	return out->kind;
+}
+
+void uf_unwind_forget(void)
+{
+}
+
+#endif
+
+/* Read a frame record without trusting it: process_vm_readv on ourselves
+ * answers EFAULT for unmapped or PROT_NONE memory instead of faulting
+ * (mincore would accept a PROT_NONE guard page). Async-signal-safe. */
+static int safe_read(uintptr_t a, uintptr_t *out)
+{
+	struct iovec local = {out, 8}, remote = {(void *)a, 8};
+	return process_vm_readv(getpid(), &local, 1, &remote, 1, 0) == 8 ? 0 : -1;
+}
+
+/* Where a walk may read: the thread's stack when sp is on it (plain loads,
+ * ~1 ns), else anywhere mapped within 64 MiB above the start (a coroutine,
+ * a signal stack, a custom stack: each word read with safe_read, about a
+ * microsecond, so only off the thread's own stack). */
+struct span {
+	uintptr_t lo, last;    /* a word at a is readable if a - lo <= last */
+	int known;
+};
+
+static struct span span_of(uintptr_t sp)
+{
+	if (uf_tls.stack_known == 1 && sp >= uf_tls.stack_lo && sp < uf_tls.stack_hi && uf_tls.stack_hi - uf_tls.stack_lo >= 8)
+		return (struct span){uf_tls.stack_lo, uf_tls.stack_hi - uf_tls.stack_lo - 8, 1};
+	return (struct span){sp, (64u << 20) - 8, 0};
+}
+
+static inline __attribute__((always_inline)) int rd(const struct span *s, uintptr_t a, uintptr_t *v)
+{
+	if ((a & 7) || a - s->lo > s->last)
+		return -1;
+	if (__builtin_expect(s->known, 1)) {
+		*v = *(const uintptr_t *)a;
+		return 0;
+	}
+	return safe_read(a, v);
+}
+
+/* From a frame (pc, and the sp and rbp it runs with) to its callers: each
+ * step by the module's call-frame information where it has some (unwind.c:
+ * frameless functions keep their caller), else by the saved frame pointer.
+ * The stack pointer must rise at every step, so a walk always ends. */
+/* One step of the walk from (pc, sp, fp) by rule word w: the caller's
+ * return address and registers. 0 = ok. */
+static inline __attribute__((always_inline)) int step(const struct span *s, uint64_t w, uintptr_t sp, uintptr_t fp,
+						      uintptr_t *ra, uintptr_t *nsp, uintptr_t *nfp)
+{
+	*nfp = fp;
+	if (w & UF_UNWIND_CFA) {
+		*nsp = ((w & 4) ? fp : sp) + (uintptr_t)((w >> 1) & 0x7ff8);      /* cfa_off/8 in bits 4-15 */
+		if (*nsp <= sp || rd(s, *nsp - 8, ra))
+			return -1;
+		return (w & 8) ? rd(s, *nsp + (uintptr_t)((int64_t)(int8_t)(uint8_t)(w >> 16) * 8), nfp) : 0;
+	}
+	if ((w & UF_UNWIND_STOP) || fp < sp || rd(s, fp, nfp) || rd(s, fp + 8, ra))
+		return -1;
+	*nsp = fp + 16;
+	return 0;
+}
+
+/* The walk on the thread's own stack, where every read is a plain load
+ * after one range check: ~20 instructions a frame with the rule cached. */
+static int walk_known(uintptr_t pc, uintptr_t adj, uintptr_t sp, uintptr_t fp, uintptr_t lo, uintptr_t last,
+		      int cfi, uintptr_t *out, int n, int max)
+{
+	while (n < max) {
+		uint64_t w = cfi ? rule_word(pc - adj) : UF_UNWIND_NONE;
+		uintptr_t ra, nsp, nfp = fp;
+		adj = 1;
+		if (__builtin_expect(w & UF_UNWIND_CFA, 1)) {
+			nsp = ((w & 4) ? fp : sp) + (uintptr_t)((w >> 1) & 0x7ff8);   /* cfa_off/8 in bits 4-15 */
+			if (nsp <= sp || nsp - 8 - lo > last)
+				break;
+			ra = *(const uintptr_t *)(nsp - 8);
+			if (w & 8) {
+				uintptr_t a = nsp + (uintptr_t)((int64_t)(int8_t)(uint8_t)(w >> 16) * 8);
+				if (a - lo > last)
+					break;
+				nfp = *(const uintptr_t *)a;
+			}
+		} else {
+			if ((w & UF_UNWIND_STOP) || fp < sp || fp + 8 - lo > last)
+				break;
+			nfp = ((const uintptr_t *)fp)[0];
+			ra = ((const uintptr_t *)fp)[1];
+			nsp = fp + 16;
+		}
+		if (ra < 4096)
+			break;
+		out[n++] = ra;
+		pc = ra;
+		sp = nsp;
+		fp = nfp;
+	}
+	return n;
+}
+
+int uf_unwind_walk(uintptr_t pc, int is_ret, uintptr_t sp, uintptr_t fp, int cfi, uintptr_t *out, int n, int max)
+{
+	struct span s = span_of(sp);
+	if (s.known)
+		return walk_known(pc, is_ret != 0, sp, fp, s.lo, s.last, cfi, out, n, max);
+	while (n < max) {
+		uintptr_t ra, nsp, nfp;
+		uint64_t w = cfi ? rule_word(pc - (uintptr_t)(is_ret != 0)) : UF_UNWIND_NONE;
+		if (step(&s, w, sp, fp, &ra, &nsp, &nfp) || ra < 4096)
+			break;
+		out[n++] = ra;
+		pc = ra;
+		is_ret = 1;
+		sp = nsp;
+		fp = nfp;
+	}
+	return n;
+}
+
+int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v)
+{
+	struct span s = span_of(sp);
+	return rd(&s, a, v);
+}

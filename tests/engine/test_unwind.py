@@ -1,0 +1,75 @@
+"""Stacks through code built without frame pointers, as distributions build libraries (engine/src/unwind.c).
+
+The frame-pointer walk alone lost every frameless function's caller: programs
+built -O2 got one frame, and in C++ "allocated by" jumped from operator new
+(libstdc++) over the function that called it. Each stack here must name
+every level, in order, and keep going through the C library to _start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from enginelib import Run, RunFn
+
+from ufence.model import BugType, Frame
+
+Prog = Callable[..., Path]
+FRAMELESS = ("-O2", "-fomit-frame-pointer")
+
+
+def funcs(frames: list[Frame]) -> list[str]:
+    return [f.function or "?" for f in frames]
+
+
+def one_report(run: Run) -> None:
+    assert run.rc == 0 and "done" in run.proc.stdout.splitlines(), run.describe()
+    assert len(run.json) == 1 and len(run.text) == 1, run.describe()
+
+
+def test_frameless_program_full_stacks(prog: Prog, run_ufence: RunFn) -> None:
+    exe = prog("frameless.c", *FRAMELESS, out="frameless")
+    run = run_ufence([exe], "--mode", "full")
+    one_report(run)
+    r = run.json[0]
+    d = run.describe()
+    assert r.bug is BugType.USE_AFTER_FREE and r.access == "read" and r.address == run.value("buf"), d
+    assert funcs(r.stack)[:3] == ["level2_read", "level1_read", "main"], d
+    assert r.object is not None and r.object.alloc is not None and r.object.free is not None
+    alloc = funcs(r.object.alloc.frames)
+    assert alloc[:4] == ["level3_alloc", "level2_alloc", "level1_alloc", "main"], d
+    assert funcs(r.object.free.frames)[:3] == ["level2_free", "level1_free", "main"], d
+    # on through the (frameless) C library to the program's entry point
+    assert "__libc_start_main" in alloc and alloc[-1] == "_start", alloc
+    # the text report says the same
+    t = run.text[0]
+    assert [f.func for f in t.tracks["allocated"].frames][:4] == alloc[:4], d
+
+
+def test_caller_of_operator_new_is_kept(prog: Prog, run_ufence: RunFn) -> None:
+    """`new` in libstdc++ has no frame pointer: the function that called it must follow it."""
+    exe = prog("cxx_new.cc", "-O2", out="cxx_new")
+    run = run_ufence([exe], "--mode", "full")
+    one_report(run)
+    r = run.json[0]
+    d = run.describe()
+    # an 8-byte write past a 32-byte Order: the guard page (right-placed) or the canary (left-placed)
+    assert r.bug in (BugType.OUT_OF_BOUNDS, BugType.MEMORY_CORRUPTION), d
+    assert r.object is not None and r.object.alloc is not None and r.object.start == run.value("buf")
+    alloc = r.object.alloc.frames
+    assert alloc[0].module is not None and "libstdc++" in alloc[0].module, d
+    assert funcs(alloc)[1:3] == ["_Z10make_orderl", "main"], d
+
+
+def test_unwind_fp_walks_frame_pointers_only(prog: Prog, run_ufence: RunFn) -> None:
+    """unwind=fp: allocation and free stacks by frame pointers alone (the frameless callers are lost, as the
+    setting says); the bug site's own stack is still walked by call-frame information."""
+    exe = prog("frameless.c", *FRAMELESS, out="frameless")
+    run = run_ufence([exe], "--mode", "full", "--set", "unwind=fp")
+    one_report(run)
+    r = run.json[0]
+    assert r.object is not None and r.object.alloc is not None
+    alloc = funcs(r.object.alloc.frames)
+    assert alloc[0] == "level3_alloc" and "level2_alloc" not in alloc, alloc
+    assert funcs(r.stack)[:3] == ["level2_read", "level1_read", "main"], run.describe()
