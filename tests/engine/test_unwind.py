@@ -8,15 +8,27 @@ every level, in order, and keep going through the C library to _start.
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from enginelib import Run, RunFn
 
 from ufence.model import BugType, Frame
 
 Prog = Callable[..., Path]
 FRAMELESS = ("-O2", "-fomit-frame-pointer")
+HERE = Path(__file__).resolve().parent
+
+
+def rustc() -> str | None:
+    """rustc on PATH, or rustup's default place (CI's PATH may not have ~/.cargo/bin)."""
+    return shutil.which("rustc") or next(
+        (p for p in (os.path.expanduser("~/.cargo/bin/rustc"), "/root/.cargo/bin/rustc") if os.access(p, os.X_OK)),
+        None)
 
 
 def funcs(frames: list[Frame]) -> list[str]:
@@ -73,3 +85,26 @@ def test_unwind_fp_walks_frame_pointers_only(prog: Prog, run_ufence: RunFn) -> N
     alloc = funcs(r.object.alloc.frames)
     assert alloc[0] == "level3_alloc" and "level2_alloc" not in alloc, alloc
     assert funcs(r.stack)[:3] == ["level2_read", "level1_read", "main"], run.describe()
+
+
+def test_rust_release_build_full_stacks(build_dir: Path, run_ufence: RunFn) -> None:
+    """A Rust release build (no frame pointers): Box's allocation and the stale read, named all the way up."""
+    rc = rustc()
+    if rc is None:
+        pytest.skip("rustc not installed")
+    exe = build_dir / "rust_uaf"
+    subprocess.run([rc, "-C", "opt-level=2", "-C", "debuginfo=1", "-o", str(exe), str(HERE / "progs" / "rust_uaf.rs")],
+                   check=True, capture_output=True, text=True, timeout=300)
+    run = run_ufence([exe], "--mode", "full")
+    one_report(run)
+    r = run.json[0]
+    d = run.describe()
+    assert r.bug is BugType.USE_AFTER_FREE and r.address == run.value("buf"), d
+    access = funcs(r.stack)
+    assert "rust_uaf6use_it" in access[0] and "rust_uaf4main" in access[1], access
+    assert r.object is not None and r.object.alloc is not None and r.object.free is not None
+    alloc = funcs(r.object.alloc.frames)
+    at = next(i for i, f in enumerate(alloc) if "rust_uaf13stale_pointer" in f)
+    assert at <= 2 and "rust_uaf4main" in alloc[at + 1], alloc
+    assert any("lang_start" in f for f in alloc) and alloc[-1] == "_start", alloc
+    assert any("rust_uaf4main" in f for f in funcs(r.object.free.frames)), d
