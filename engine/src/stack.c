@@ -44,10 +44,7 @@ int uf_stack_capture(uintptr_t first, uintptr_t fp, uintptr_t *out, int max)
 		return n;
 	/* fp is the interposed function's own frame record: above it the
 	 * caller's stack as it was at the call, and in it the caller's rbp */
-	uintptr_t caller_fp;
-	if (uf_stack_read(fp, fp, &caller_fp))
-		return n;
-	return uf_unwind_walk(first, 1, fp + 16, caller_fp, uf_cur[UF_SET_unwind].v == 0, out, n, max);
+	return uf_unwind_from_call(first, fp, uf_cur[UF_SET_unwind].v == 0, out, n, max);
 }
 
 /* In the signal handler: bounds from TLS if known, else checked reads. */

@@ -346,6 +346,8 @@ void uf_unwind_forget(void);
  * frame pointers only. */
 int uf_unwind_walk(uintptr_t pc, int is_ret, uintptr_t sp, uintptr_t fp, int cfi, uintptr_t *out, int n, int max);
 int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v);   /* one word of the stack sp is on; 0 = ok */
+/* the walk from inside an interposed function: first its return address, fp its frame record */
+int uf_unwind_from_call(uintptr_t first, uintptr_t fp, int cfi, uintptr_t *out, int n, int max);
 const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);

@@ -386,7 +386,12 @@ static int decode(uintptr_t hdr, uintptr_t pc, struct cfi_row *row)
  * (and a wrong rule could only misname a frame: every stack read is
  * bounds-checked). */
 #define CACHE_SLOTS 4096u
-static _Atomic uint64_t cache_pc[CACHE_SLOTS], cache_rule[CACHE_SLOTS];
+/* address and rule side by side: one cache line a lookup (the first
+ * version kept two arrays and paid two misses a frame under full mode's
+ * page-per-object traffic) */
+static struct {
+	_Atomic uint64_t pc, rule;
+} cache[CACHE_SLOTS] __attribute__((aligned(64)));
 
 static inline uint32_t slot_of(uintptr_t pc)
 {
@@ -420,17 +425,17 @@ static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t at)
 			kind = row.ra_ok ? UF_UNWIND_CFA : UF_UNWIND_STOP;
 	}
 	uint64_t w = pack(&row, kind) | (uint64_t)(uint32_t)pc << 32;
-	atomic_store_explicit(&cache_pc[at], 0, memory_order_relaxed);
-	atomic_store_explicit(&cache_rule[at], w, memory_order_release);
-	atomic_store_explicit(&cache_pc[at], pc, memory_order_release);
+	atomic_store_explicit(&cache[at].pc, 0, memory_order_relaxed);
+	atomic_store_explicit(&cache[at].rule, w, memory_order_release);
+	atomic_store_explicit(&cache[at].pc, pc, memory_order_release);
 	return w;
 }
 
 static inline uint64_t rule_word(uintptr_t pc)
 {
 	uint32_t at = slot_of(pc);
-	if (__builtin_expect(atomic_load_explicit(&cache_pc[at], memory_order_acquire) == pc, 1)) {
-		uint64_t w = atomic_load_explicit(&cache_rule[at], memory_order_acquire);
+	if (__builtin_expect(atomic_load_explicit(&cache[at].pc, memory_order_acquire) == pc, 1)) {
+		uint64_t w = atomic_load_explicit(&cache[at].rule, memory_order_acquire);
 		if (__builtin_expect((uint32_t)(w >> 32) == (uint32_t)pc, 1))
 			return w;
 	}
@@ -453,7 +458,7 @@ int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out)
 void uf_unwind_forget(void)
 {
 	for (uint32_t i = 0; i < CACHE_SLOTS; i++)
-		atomic_store_explicit(&cache_pc[i], 0, memory_order_relaxed);
+		atomic_store_explicit(&cache[i].pc, 0, memory_order_relaxed);
 }
 
 #else
@@ -589,6 +594,17 @@ int uf_unwind_walk(uintptr_t pc, int is_ret, uintptr_t sp, uintptr_t fp, int cfi
 		fp = nfp;
 	}
 	return n;
+}
+
+int uf_unwind_from_call(uintptr_t first, uintptr_t fp, int cfi, uintptr_t *out, int n, int max)
+{
+	uintptr_t lo = uf_tls.stack_lo, hi = uf_tls.stack_hi;
+	if (__builtin_expect(uf_tls.stack_known == 1 && fp >= lo && hi - lo >= 24 && fp <= hi - 24, 1))
+		return walk_known(first, 1, fp + 16, ((const uintptr_t *)fp)[0], lo, hi - lo - 8, cfi, out, n, max);
+	uintptr_t caller_fp;
+	if (uf_stack_read(fp, fp, &caller_fp))
+		return n;
+	return uf_unwind_walk(first, 1, fp + 16, caller_fp, cfi, out, n, max);
 }
 
 int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v)
