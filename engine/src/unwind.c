@@ -143,9 +143,11 @@ struct cie {
 
 static int parse_cie(const uint8_t *p, struct cie *cie, uintptr_t datarel)
 {
+	if (!mapped((uintptr_t)p, 8))
+		return -1;
 	struct cursor c = {p, p + 4, 0};
 	uint64_t len = fixed(&c, 4);
-	if (len == 0 || len >= 0xfffffff0u)
+	if (len < 4 || len >= 0xfffffff0u)
 		return -1;
 	c.end = p + 4 + len;
 	if (!mapped((uintptr_t)p, 4 + len) || fixed(&c, 4) != 0)   /* CIE id 0 */
@@ -228,7 +230,12 @@ static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uint
 		}
 		switch (op) {
 		case 0x00: continue;                                   /* nop */
-		case 0x01: *loc = encoded(c, cie->fde_enc, datarel); continue;   /* set_loc */
+		case 0x01:                                             /* set_loc */
+			delta = encoded(c, cie->fde_enc, datarel);
+			if (delta < *loc)
+				return -1;
+			delta -= *loc;
+			goto advance;
 		case 0x02: delta = fixed(c, 1) * cie->code_align; goto advance;
 		case 0x03: delta = fixed(c, 2) * cie->code_align; goto advance;
 		case 0x04: delta = fixed(c, 4) * cie->code_align; goto advance;
