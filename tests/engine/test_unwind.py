@@ -108,3 +108,20 @@ def test_rust_release_build_full_stacks(build_dir: Path, run_ufence: RunFn) -> N
     assert at <= 2 and "rust_uaf4main" in alloc[at + 1], alloc
     assert any("lang_start" in f for f in alloc) and alloc[-1] == "_start", alloc
     assert any("rust_uaf4main" in f for f in funcs(r.object.free.frames)), d
+
+
+def test_stacks_the_engine_does_not_know(prog: Prog, run_ufence: RunFn) -> None:
+    """A coroutine on a heap stack and a handler on a sigaltstack: walks by checked reads, stacks from their own
+    frames, nothing read past what is mapped (both with and without frame pointers)."""
+    for flags, name in (((), "coro"), (FRAMELESS, "coro_frameless")):
+        exe = prog("coro.c", *flags, out=name)
+        run = run_ufence([exe], "--mode", "full")
+        one_report(run)
+        r = run.json[0]
+        d = run.describe()
+        assert r.bug is BugType.USE_AFTER_FREE and r.address == run.value("buf"), d
+        assert funcs(r.stack)[:2] == ["coro_read", "coro_entry"], d
+        assert r.object is not None and r.object.alloc is not None and r.object.free is not None
+        assert funcs(r.object.alloc.frames)[:2] == ["coro_alloc", "coro_entry"], d
+        assert funcs(r.object.free.frames)[:1] == ["coro_entry"], d
+        assert run.value("handler_guarded") == 64 * 10, run.info
