@@ -43,7 +43,8 @@ struct cursor {
 	int bad;
 };
 
-static uint64_t uleb(struct cursor *c)
+/* LEB128, unsigned or sign-extended from the last byte's bit 6 */
+static uint64_t leb(struct cursor *c, int is_signed)
 {
 	uint64_t v = 0;
 	unsigned shift = 0;
@@ -52,30 +53,24 @@ static uint64_t uleb(struct cursor *c)
 		if (shift < 64)
 			v |= (uint64_t)(b & 0x7f) << shift;
 		shift += 7;
-		if (!(b & 0x80))
-			return v;
-	}
-	c->bad = 1;
-	return 0;
-}
-
-static int64_t sleb(struct cursor *c)
-{
-	int64_t v = 0;
-	unsigned shift = 0;
-	while (c->p < c->end) {
-		uint8_t b = *c->p++;
-		if (shift < 64)
-			v |= (int64_t)((uint64_t)(b & 0x7f) << shift);
-		shift += 7;
 		if (!(b & 0x80)) {
-			if (shift < 64 && (b & 0x40))
-				v |= -((int64_t)1 << shift);
+			if (is_signed && shift < 64 && (b & 0x40))
+				v |= ~(uint64_t)0 << shift;
 			return v;
 		}
 	}
 	c->bad = 1;
 	return 0;
+}
+
+static uint64_t uleb(struct cursor *c)
+{
+	return leb(c, 0);
+}
+
+static int64_t sleb(struct cursor *c)
+{
+	return (int64_t)leb(c, 1);
 }
 
 static uint64_t fixed(struct cursor *c, unsigned n)
@@ -204,6 +199,16 @@ struct cfi_state {
 	struct regrule rbp, ra;
 };
 
+/* a register saved in a way this walker does not follow (another register,
+ * an expression): a step through it falls back to the frame pointer */
+static void opaque(struct cfi_state *st, uint64_t reg)
+{
+	if (reg == REG_RBP)
+		st->rbp.how = -1;
+	if (reg == REG_RA)
+		st->ra.how = -1;
+}
+
 /* Run one CFI program from loc, stopping at the first row past target. */
 static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uintptr_t target,
 		   struct cfi_state *st, const struct cfi_state *initial, uintptr_t datarel)
@@ -252,10 +257,7 @@ static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uint
 		case 0x09:                                             /* register */
 			reg = uleb(c);
 			uleb(c);
-			if (reg == REG_RBP)
-				st->rbp.how = -1;
-			if (reg == REG_RA)
-				st->ra.how = -1;
+			opaque(st, reg);
 			continue;
 		case 0x0a:                                             /* remember_state */
 			if (depth == 8)
@@ -275,10 +277,7 @@ static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uint
 		case 0x16:                                             /* val_expression */
 			reg = uleb(c);
 			c->p += uleb(c);
-			if (reg == REG_RBP)
-				st->rbp.how = -1;
-			if (reg == REG_RA)
-				st->ra.how = -1;
+			opaque(st, reg);
 			continue;
 		case 0x11: reg = uleb(c); off = sleb(c) * cie->data_align; goto set_offset;
 		case 0x12: st->cfa_reg = (int)uleb(c); st->cfa_off = sleb(c) * cie->data_align; continue;
@@ -290,10 +289,7 @@ static int run_cfi(struct cursor *c, const struct cie *cie, uintptr_t *loc, uint
 				uleb(c);
 			else
 				sleb(c);
-			if (reg == REG_RBP)
-				st->rbp.how = -1;
-			if (reg == REG_RA)
-				st->ra.how = -1;
+			opaque(st, reg);
 			continue;
 		case 0x2e: uleb(c); continue;                          /* GNU_args_size */
 		case 0x2f: reg = uleb(c); off = -(int64_t)uleb(c) * cie->data_align; goto set_offset;

@@ -60,7 +60,7 @@ def test_extension_bugs_in_a_python_service(extension: Path, run_ufence: RunFn) 
     assert [b.value for b in c.corruption[:1]] == [0], c.corruption
     assert c.object is not None and c.object.start == buf and c.object.size == 20
     assert ext_frames(c.stack) == ["copy_name"], f"free stack {c.stack[:3]}\n{d}"
-    assert c.object.alloc is not None and ext_frames(c.object.alloc.frames) == ["copy_name"], d
+    assert c.object.alloc is not None and ext_frames(c.object.alloc.frames) == ["copied", "copy_name"], d
     assert c.object.index >= 4095, "the buffer's slot is one the pool grew"
     # 100 calls, 100 corrupted buffers: one report, 99 counted
     assert run.value("total_bugs") == 101 and run.value("reports_deduplicated") == 99, run.info
@@ -73,7 +73,7 @@ def test_extension_bugs_in_a_python_service(extension: Path, run_ufence: RunFn) 
     assert u.function is not None and u.function.startswith("recall"), u.function
     assert ext_frames(u.stack) == ["recall"], f"access stack {u.stack[:3]}\n{d}"
     assert u.object is not None and u.object.alloc is not None and u.object.free is not None
-    assert ext_frames(u.object.alloc.frames) == ["remember"], d
+    assert ext_frames(u.object.alloc.frames) == ["copied", "remember"], d
     assert ext_frames(u.object.free.frames) == ["forget"], d
     # below the extension: the interpreter that called it
     assert any(f.module and "python" in f.module for f in u.stack[1:4]), f"no interpreter frame: {u.stack[:4]}"

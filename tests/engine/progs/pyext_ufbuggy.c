@@ -17,17 +17,27 @@
 
 static char *remembered;
 
-static PyObject *copy_name(PyObject *self, PyObject *args)
+/* The string argument with its NUL, in a buffer with room for the
+ * characters and `nul_room` more bytes; NULL with an exception set. */
+static char *copied(PyObject *args, size_t nul_room)
 {
 	const char *s;
 	Py_ssize_t n;
-	(void)self;
 	if (!PyArg_ParseTuple(args, "s#", &s, &n))
 		return NULL;
-	char *buf = PyMem_Malloc((size_t)n);
+	char *buf = PyMem_Malloc((size_t)n + nul_room);
 	if (!buf)
-		return PyErr_NoMemory();
+		return (char *)PyErr_NoMemory();
 	memcpy(buf, s, (size_t)n + 1);
+	return buf;
+}
+
+static PyObject *copy_name(PyObject *self, PyObject *args)
+{
+	(void)self;
+	char *buf = copied(args, 0);   /* the bug: no room for the NUL it copies */
+	if (!buf)
+		return NULL;
 	PyObject *r = PyLong_FromVoidPtr(buf);
 	PyMem_Free(buf);
 	return r;
@@ -35,16 +45,9 @@ static PyObject *copy_name(PyObject *self, PyObject *args)
 
 static PyObject *remember(PyObject *self, PyObject *args)
 {
-	const char *s;
-	Py_ssize_t n;
 	(void)self;
-	if (!PyArg_ParseTuple(args, "s#", &s, &n))
-		return NULL;
-	remembered = PyMem_Malloc((size_t)n + 1);
-	if (!remembered)
-		return PyErr_NoMemory();
-	memcpy(remembered, s, (size_t)n + 1);
-	return PyLong_FromVoidPtr(remembered);
+	remembered = copied(args, 1);
+	return remembered ? PyLong_FromVoidPtr(remembered) : NULL;
 }
 
 static PyObject *forget(PyObject *self, PyObject *unused)
