@@ -67,8 +67,7 @@ int uf_stack_from_context(uintptr_t pc, uintptr_t fp, uintptr_t sp, uintptr_t lr
 	 * information: fp is still the caller's frame, so the frame-pointer
 	 * step would skip the caller itself. Its return address is in lr; take
 	 * it when it is not what that step will yield. */
-	struct uf_unwind u;
-	if (uf_unwind_rule(pc, &u) != UF_UNWIND_CFA) {
+	if (uf_unwind_kind(pc) != UF_UNWIND_CFA) {
 		uintptr_t next = next_return(fp, sp);
 		if (lr && lr != next && lr != pc && n < max && uf_is_return_address(lr))
 			out[n++] = lr;

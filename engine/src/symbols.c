@@ -201,22 +201,8 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 
 uintptr_t uf_module_eh_hdr(uintptr_t pc)
 {
-	for (int tries = 0; tries < 100; tries++) {
-		uint32_t s = atomic_load_explicit(&mods_seq, memory_order_acquire);
-		if (s & 1)
-			continue;
-		uintptr_t hdr = 0;
-		int n = nmods;
-		for (int i = 0; i < n && i < MAX_MODULES; i++)
-			if (pc >= mods[i].xstart && pc < mods[i].xend) {
-				hdr = mods[i].eh_hdr;
-				break;
-			}
-		atomic_thread_fence(memory_order_acquire);
-		if (atomic_load_explicit(&mods_seq, memory_order_relaxed) == s)
-			return hdr;
-	}
-	return 0;
+	struct uf_module m;
+	return uf_module_of(pc, &m) && pc >= m.xstart && pc < m.xend ? m.eh_hdr : 0;
 }
 
 /* Is a a return address: inside an executable segment, right after a call

@@ -333,13 +333,7 @@ uintptr_t uf_module_eh_hdr(uintptr_t pc);    /* .eh_frame_hdr of the module whos
 
 /* unwind.c: how to find the caller of the frame at one code address */
 enum { UF_UNWIND_NONE = 0, UF_UNWIND_CFA = 1, UF_UNWIND_STOP = 2 };
-struct uf_unwind {
-	int kind;          /* NONE: no usable CFI (use the frame pointer); STOP: outermost frame */
-	int cfa_rbp;       /* CFA = (cfa_rbp ? rbp : rsp) + cfa_off; return address at CFA - 8 */
-	int rbp_saved;     /* the caller's rbp is at CFA + rbp_off; else rbp is unchanged */
-	int64_t cfa_off, rbp_off;
-};
-int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out);   /* pc: inside the instruction */
+int uf_unwind_kind(uintptr_t pc);   /* pc inside the instruction; NONE: no usable CFI (frame pointer), STOP: outermost */
 void uf_unwind_forget(void);
 /* From a frame (pc: a return address if is_ret, else the faulting pc; sp and
  * rbp as they are in it) to its callers, appended to out[n..max); cfi 0:

@@ -6,7 +6,7 @@
  * C++ and Rust allocations and malloc, and with them the frame that matters
  * most (the function that allocated) was missing from "allocated by".
  *
- * uf_unwind_rule() answers, for one code address, how to find its caller:
+ * rule_word() answers, for one code address, how to find its caller:
  * the CFA (canonical frame address) as rsp or rbp plus an offset, the
  * return address at CFA-8, and where rbp was saved. It finds the FDE
  * through the module's .eh_frame_hdr search table and runs the CIE's and
@@ -445,16 +445,6 @@ static inline uint64_t rule_word(uintptr_t pc)
 	return rule_slow(pc, at);
 }
 
-int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out)
-{
-	uint64_t w = rule_word(pc);
-	out->kind = (int)(w & 3);
-	out->cfa_rbp = (int)(w >> 2 & 1);
-	out->rbp_saved = (int)(w >> 3 & 1);
-	out->cfa_off = (int64_t)((w >> 4) & 0xfff) * 8;
-	out->rbp_off = (int64_t)(int8_t)(uint8_t)(w >> 16) * 8;
-	return out->kind;
-}
 
 /* a dlclose may give its addresses to another module later: forget all
  * (symbols.c, when the module table loses one) */
@@ -470,13 +460,6 @@ static inline uint64_t rule_word(uintptr_t pc)
 {
 	(void)pc;
 	return UF_UNWIND_NONE;
-}
-
-int uf_unwind_rule(uintptr_t pc, struct uf_unwind *out)
-{
-	(void)pc;
-	out->kind = UF_UNWIND_NONE;
-	return out->kind;
 }
 
 void uf_unwind_forget(void)
@@ -510,108 +493,90 @@ static struct span span_of(uintptr_t sp)
 	return (struct span){sp, (64u << 20) - 8, 0};
 }
 
-static inline __attribute__((always_inline)) int rd(const struct span *s, uintptr_t a, uintptr_t *v)
+/* `known` is a constant in each expansion: on the thread's own stack a
+ * plain load after one range check (a misaligned word there is only a
+ * wrong frame), elsewhere a checked read of an aligned word */
+static inline __attribute__((always_inline)) int rd(const struct span *s, const int known, uintptr_t a, uintptr_t *v)
 {
-	if ((a & 7) || a - s->lo > s->last)
+	if ((!known && (a & 7)) || a - s->lo > s->last)
 		return -1;
-	if (__builtin_expect(s->known, 1)) {
+	if (known) {
 		*v = *(const uintptr_t *)a;
 		return 0;
 	}
 	return safe_read(a, v);
 }
 
-/* From a frame (pc, and the sp and rbp it runs with) to its callers: each
- * step by the module's call-frame information where it has some (unwind.c:
- * frameless functions keep their caller), else by the saved frame pointer.
- * The stack pointer must rise at every step, so a walk always ends. */
-/* One step of the walk from (pc, sp, fp) by rule word w: the caller's
- * return address and registers. 0 = ok. */
-static inline __attribute__((always_inline)) int step(const struct span *s, uint64_t w, uintptr_t sp, uintptr_t fp,
-						      uintptr_t *ra, uintptr_t *nsp, uintptr_t *nfp)
+/* One step from a frame (its sp and rbp) by its rule word w: the caller's
+ * return address and registers; by the CFA where the module's call-frame
+ * information gives one, else by the saved frame pointer. 0 = ok. The
+ * stack pointer must rise at every step, so a walk always ends. */
+static inline __attribute__((always_inline)) int step(const struct span *s, const int known, uint64_t w,
+						      uintptr_t sp, uintptr_t fp, uintptr_t *ra, uintptr_t *nsp,
+						      uintptr_t *nfp)
 {
 	*nfp = fp;
-	if (w & UF_UNWIND_CFA) {
+	if (__builtin_expect(w & UF_UNWIND_CFA, 1)) {
 		*nsp = ((w & 4) ? fp : sp) + (uintptr_t)((w >> 1) & 0x7ff8);      /* cfa_off/8 in bits 4-15 */
-		if (*nsp <= sp || rd(s, *nsp - 8, ra))
+		if (*nsp <= sp || rd(s, known, *nsp - 8, ra))
 			return -1;
-		return (w & 8) ? rd(s, *nsp + (uintptr_t)((int64_t)(int8_t)(uint8_t)(w >> 16) * 8), nfp) : 0;
+		return (w & 8) ? rd(s, known, *nsp + (uintptr_t)((int64_t)(int8_t)(uint8_t)(w >> 16) * 8), nfp) : 0;
 	}
-	if ((w & UF_UNWIND_STOP) || fp < sp || rd(s, fp, nfp) || rd(s, fp + 8, ra))
+	if ((w & UF_UNWIND_STOP) || fp < sp || rd(s, known, fp, nfp) || rd(s, known, fp + 8, ra))
 		return -1;
 	*nsp = fp + 16;
 	return 0;
 }
 
-/* The walk on the thread's own stack, where every read is a plain load
- * after one range check: ~20 instructions a frame with the rule cached. */
-static int walk_known(uintptr_t pc, uintptr_t adj, uintptr_t sp, uintptr_t fp, uintptr_t lo, uintptr_t last,
-		      int cfi, uintptr_t *out, int n, int max)
+/* pc: a return address (adj 1: its rule is the call's) or a faulting pc (adj 0) */
+static inline __attribute__((always_inline)) int walk_span(const struct span *s, const int known, uintptr_t pc,
+							   uintptr_t adj, uintptr_t sp, uintptr_t fp, int cfi,
+							   uintptr_t *out, int n, int max)
 {
 	while (n < max) {
+		uintptr_t ra, nsp, nfp;
 		uint64_t w = cfi ? rule_word(pc - adj) : UF_UNWIND_NONE;
-		uintptr_t ra, nsp, nfp = fp;
-		adj = 1;
-		if (__builtin_expect(w & UF_UNWIND_CFA, 1)) {
-			nsp = ((w & 4) ? fp : sp) + (uintptr_t)((w >> 1) & 0x7ff8);   /* cfa_off/8 in bits 4-15 */
-			if (nsp <= sp || nsp - 8 - lo > last)
-				break;
-			ra = *(const uintptr_t *)(nsp - 8);
-			if (w & 8) {
-				uintptr_t a = nsp + (uintptr_t)((int64_t)(int8_t)(uint8_t)(w >> 16) * 8);
-				if (a - lo > last)
-					break;
-				nfp = *(const uintptr_t *)a;
-			}
-		} else {
-			if ((w & UF_UNWIND_STOP) || fp < sp || fp + 8 - lo > last)
-				break;
-			nfp = ((const uintptr_t *)fp)[0];
-			ra = ((const uintptr_t *)fp)[1];
-			nsp = fp + 16;
-		}
-		if (ra < 4096)
+		if (step(s, known, w, sp, fp, &ra, &nsp, &nfp) || ra < 4096)
 			break;
 		out[n++] = ra;
 		pc = ra;
+		adj = 1;
 		sp = nsp;
 		fp = nfp;
 	}
 	return n;
+}
+
+static inline __attribute__((always_inline)) int walk(const struct span *s, uintptr_t pc, uintptr_t adj, uintptr_t sp,
+						       uintptr_t fp, int cfi, uintptr_t *out, int n, int max)
+{
+	if (__builtin_expect(s->known, 1))
+		return walk_span(s, 1, pc, adj, sp, fp, cfi, out, n, max);
+	return walk_span(s, 0, pc, adj, sp, fp, cfi, out, n, max);
 }
 
 int uf_unwind_walk(uintptr_t pc, int is_ret, uintptr_t sp, uintptr_t fp, int cfi, uintptr_t *out, int n, int max)
 {
 	struct span s = span_of(sp);
-	if (s.known)
-		return walk_known(pc, is_ret != 0, sp, fp, s.lo, s.last, cfi, out, n, max);
-	while (n < max) {
-		uintptr_t ra, nsp, nfp;
-		uint64_t w = cfi ? rule_word(pc - (uintptr_t)(is_ret != 0)) : UF_UNWIND_NONE;
-		if (step(&s, w, sp, fp, &ra, &nsp, &nfp) || ra < 4096)
-			break;
-		out[n++] = ra;
-		pc = ra;
-		is_ret = 1;
-		sp = nsp;
-		fp = nfp;
-	}
-	return n;
+	return walk(&s, pc, is_ret != 0, sp, fp, cfi, out, n, max);
 }
 
 int uf_unwind_from_call(uintptr_t first, uintptr_t fp, int cfi, uintptr_t *out, int n, int max)
 {
-	uintptr_t lo = uf_tls.stack_lo, hi = uf_tls.stack_hi;
-	if (__builtin_expect(uf_tls.stack_known == 1 && fp >= lo && hi - lo >= 24 && fp <= hi - 24, 1))
-		return walk_known(first, 1, fp + 16, ((const uintptr_t *)fp)[0], lo, hi - lo - 8, cfi, out, n, max);
+	struct span s = span_of(fp);
 	uintptr_t caller_fp;
-	if (uf_stack_read(fp, fp, &caller_fp))
+	if (s.known ? rd(&s, 1, fp, &caller_fp) : rd(&s, 0, fp, &caller_fp))
 		return n;
-	return uf_unwind_walk(first, 1, fp + 16, caller_fp, cfi, out, n, max);
+	return walk(&s, first, 1, fp + 16, caller_fp, cfi, out, n, max);
 }
 
 int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v)
 {
 	struct span s = span_of(sp);
-	return rd(&s, a, v);
+	return s.known ? rd(&s, 1, a, v) : rd(&s, 0, a, v);
+}
+
+int uf_unwind_kind(uintptr_t pc)
+{
+	return (int)(rule_word(pc) & 3);
 }

@@ -193,13 +193,10 @@ class ProcessBackend:
         )
 
     def _pool_advice(self, mode: str, cfg: dict[str, str]) -> str:
-        if mode == "full":
-            # the engine grows the pool itself; the ceiling is what limits it
-            grow = min(2 * max(_int(cfg.get("max_objects")), _int(cfg.get("num_objects")), 1),
-                       S.by_name("max_objects").max)
-            return f"raise max_objects, e.g. ufence set {self.pid} max_objects={grow}"
-        grow = min(2 * max(_int(cfg.get("num_objects")), 1), S.by_name("num_objects").max)
-        return f"raise num_objects, e.g. ufence set {self.pid} num_objects={grow}"
+        # full mode grows the pool itself: there the ceiling is what limits it
+        key = "max_objects" if mode == "full" else "num_objects"
+        grow = min(2 * max(_int(cfg.get(key)), _int(cfg.get("num_objects")), 1), S.by_name(key).max)
+        return f"raise {key}, e.g. ufence set {self.pid} {key}={grow}"
 
     # -- objects -----------------------------------------------------------
 
