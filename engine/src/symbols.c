@@ -23,6 +23,10 @@ static struct uf_module mods[MAX_MODULES];
 static _Atomic uint32_t mods_seq;
 static int nmods;
 static unsigned long long last_adds, last_subs;
+/* where the modules of the first table start: loaded before the program
+ * ran, they are never unloaded (ld.so only closes what dlopen opened) */
+static uintptr_t initial_starts[MAX_MODULES];
+static int ninitial = -1;
 static pthread_mutex_t mods_mu = PTHREAD_MUTEX_INITIALIZER;
 _Atomic int uf_modules_dirty;
 
@@ -94,6 +98,14 @@ static int collect_cb(struct dl_phdr_info *info, size_t size, void *data)
 	}
 	if (!hi)
 		return 0;
+	for (int i = 0; i < info->dlpi_phnum && m->eh_hdr; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t s = info->dlpi_addr + ph->p_vaddr, e = s + ph->p_memsz;
+		if (ph->p_type == PT_LOAD && m->eh_hdr >= s && m->eh_hdr < e) {
+			m->eh_lo = s;           /* .eh_frame sits next to its header */
+			m->eh_hi = e;
+		}
+	}
 	m->base = info->dlpi_addr;
 	m->start = lo;
 	m->end = hi;
@@ -162,6 +174,14 @@ void uf_modules_refresh(int force)
 	pthread_mutex_lock(&mods_mu);
 	struct collect col = {tmp, 0};
 	dl_iterate_phdr(collect_cb, &col);
+	if (ninitial < 0) {
+		for (int i = 0; i < col.n; i++)
+			initial_starts[i] = tmp[i].start;
+		ninitial = col.n;
+	}
+	for (int i = 0; i < col.n; i++)
+		for (int k = 0; k < ninitial && !tmp[i].permanent; k++)
+			tmp[i].permanent = tmp[i].start == initial_starts[k];
 	uint32_t seq = atomic_load(&mods_seq);
 	atomic_store(&mods_seq, seq | 1);
 	atomic_thread_fence(memory_order_release);
@@ -178,7 +198,10 @@ void uf_modules_refresh(int force)
 	uf_callers_update();
 }
 
-const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
+/* The module holding pc, read under the seqlock: the whole entry into
+ * copy, or (eh) only what the unwinder needs, which is far smaller than
+ * the path and build id. 1 if found. */
+static int lookup(uintptr_t pc, struct uf_module *copy, struct uf_eh *eh)
 {
 	for (int tries = 0; tries < 100; tries++) {
 		uint32_t s = atomic_load_explicit(&mods_seq, memory_order_acquire);
@@ -186,23 +209,32 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 			continue;
 		int found = 0, n = nmods;
 		for (int i = 0; i < n && i < MAX_MODULES; i++) {
-			if (pc >= mods[i].start && pc < mods[i].end) {
-				memcpy(copy, &mods[i], sizeof *copy);
+			const struct uf_module *m = &mods[i];
+			if (pc >= m->start && pc < m->end) {
+				if (copy)
+					memcpy(copy, m, sizeof *copy);
+				else
+					*eh = (struct uf_eh){pc >= m->xstart && pc < m->xend ? m->eh_hdr : 0,
+							     m->eh_lo, m->eh_hi, m->permanent};
 				found = 1;
 				break;
 			}
 		}
 		atomic_thread_fence(memory_order_acquire);
 		if (atomic_load_explicit(&mods_seq, memory_order_relaxed) == s)
-			return found ? copy : NULL;
+			return found;
 	}
-	return NULL;
+	return 0;
 }
 
-uintptr_t uf_module_eh_hdr(uintptr_t pc)
+const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 {
-	struct uf_module m;
-	return uf_module_of(pc, &m) && pc >= m.xstart && pc < m.xend ? m.eh_hdr : 0;
+	return lookup(pc, copy, NULL) ? copy : NULL;
+}
+
+int uf_module_eh(uintptr_t pc, struct uf_eh *eh)
+{
+	return lookup(pc, NULL, eh) && eh->hdr;
 }
 
 /* Is a a return address: inside an executable segment, right after a call

@@ -324,12 +324,20 @@ struct uf_module {
 	uintptr_t base, start, end;
 	uintptr_t xstart, xend; /* executable segment(s) */
 	uintptr_t eh_hdr;       /* its .eh_frame_hdr (PT_GNU_EH_FRAME), 0 if none */
+	uintptr_t eh_lo, eh_hi; /* the loaded segment holding it (and .eh_frame) */
+	int permanent;          /* loaded before the program ran: never unmapped */
 	char path[UF_PATH_LEN];
 	uint8_t build_id[UF_BUILD_ID_MAX];
 	uint32_t build_id_len;
 };
 void uf_modules_refresh(int force);
-uintptr_t uf_module_eh_hdr(uintptr_t pc);    /* .eh_frame_hdr of the module whose code holds pc, or 0 */
+/* the call-frame information of the module whose code holds pc */
+struct uf_eh {
+	uintptr_t hdr;          /* .eh_frame_hdr */
+	uintptr_t lo, hi;       /* its loaded segment */
+	int permanent;          /* reads inside [lo, hi) need no mapping check */
+};
+int uf_module_eh(uintptr_t pc, struct uf_eh *eh);   /* 1 if pc is code with a .eh_frame_hdr */
 
 /* unwind.c: how to find the caller of the frame at one code address */
 enum { UF_UNWIND_NONE = 0, UF_UNWIND_CFA = 1, UF_UNWIND_STOP = 2 };
