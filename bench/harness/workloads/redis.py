@@ -115,7 +115,7 @@ def _server_failed(cfg: Config, srv: proc.Server, why: str, timed_out: bool) -> 
 _CONFIGS = (
     "none", "ufence-off", "ufence-100ms", "ufence-10ms", "ufence-1ms", "ufence-1in1000", "ufence-1in100",
     "ufence-full", "ufence-full-batch", "ufence-full-madvise", "ufence-full-mprotect", "efence", "duma",
-    "scudo-gwp-1000", "scudo-gwp-100",
+    "scudo", "scudo-gwp-1000", "scudo-gwp-100",
 )
 
 WORKLOAD = Redis()
