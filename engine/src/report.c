@@ -115,7 +115,7 @@ static const char *access_name(int a)
 
 struct frame_info {
 	uintptr_t pc;
-	char name[160];
+	char name[512];          /* C++ symbols run long; a cut one cannot be demangled */
 	uintptr_t off, size;
 	int level;               /* 0 unknown, 1 module only, 2 symbol */
 	struct uf_module mod;
@@ -130,8 +130,10 @@ static void resolve(uintptr_t pc, int is_return, struct frame_info *f)
 
 static void put_func(struct uf_buf *b, const struct frame_info *f)
 {
+	/* C++ and Rust names demangled (the JSON keeps the symbol as it is) */
+	static char readable[512];
 	if (f->level == 2) {
-		uf_put(b, f->name);
+		uf_put(b, uf_demangle(f->name, readable, sizeof readable) == 0 ? readable : f->name);
 		uf_putc(b, '+');
 		uf_put_hex(b, f->off);
 		uf_putc(b, '/');
@@ -192,7 +194,7 @@ static void put_stack(struct uf_buf *t, struct uf_buf *j, const uintptr_t *frame
 {
 	uf_putc(j, '[');
 	for (int i = 0; i < n; i++) {
-		struct frame_info f;
+		static struct frame_info f;          /* under the report lock: off the handler's stack */
 		resolve(frames[i], !(i == 0 && first_is_pc), &f);
 		put_text_frame(t, &f);
 		if (i)
@@ -374,7 +376,7 @@ void uf_report(struct uf_bug_info *b)
 	lock();
 	uint64_t now = uf_now_ns();
 	struct uf_buf t = {text_buf, 0, sizeof text_buf}, j = {json_buf, 0, sizeof json_buf};
-	struct frame_info top;
+	static struct frame_info top;
 	if (b->nframes)
 		resolve(b->frames[0], !b->first_is_pc, &top);
 	int with_access = b->bug == UF_BUG_OOB || b->bug == UF_BUG_UAF || b->bug == UF_BUG_INVALID;
@@ -387,7 +389,7 @@ void uf_report(struct uf_bug_info *b)
 		uf_put(&t, access_name(b->access));
 	}
 	uf_put(&t, " in ");
-	char func[256];
+	static char func[600];
 	struct uf_buf fb = {func, 0, sizeof func};
 	if (b->nframes)
 		put_func(&fb, &top);

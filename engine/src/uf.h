@@ -351,6 +351,9 @@ int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v);   /* one word of the
 /* the walk from inside an interposed function: first its return address, fp its frame record */
 int uf_unwind_from_call(uintptr_t first, uintptr_t fp, int cfi, uintptr_t *out, int n, int max);
 const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
+/* demangle.c: C++ (Itanium) and Rust legacy names; 0 and out filled, or -1
+ * (not mangled, or beyond what it reads). Under the report lock only. */
+int uf_demangle(const char *mangled, char *out, size_t outlen);
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);
 extern _Atomic int uf_modules_dirty;

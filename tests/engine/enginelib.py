@@ -19,7 +19,8 @@ from ufence.model import Report
 
 SEP = "=" * 66
 TRACK = re.compile(r"^(allocated|freed) by thread (\d+) at (\d+\.\d{6})s \((\d+\.\d{6})s ago\):$")
-FRAME = re.compile(r"^ (?P<func>[^\s+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+) \[(?P<module>[^\]]+)\]$")
+# the function may be a demangled C++ name: spaces, "+", parentheses
+FRAME = re.compile(r"^ (?P<func>\S.*?)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+) \[(?P<module>[^\]]+)\]$")
 OBJECT = re.compile(
     r"^ufence-#(?P<index>\d+): 0x(?P<start>[0-9a-f]+)-0x(?P<end>[0-9a-f]+), size=(?P<size>\d+), "
     r"cache=(?P<cache>\S+)$")

@@ -72,6 +72,9 @@ def test_caller_of_operator_new_is_kept(prog: Prog, run_ufence: RunFn) -> None:
     alloc = r.object.alloc.frames
     assert alloc[0].module is not None and "libstdc++" in alloc[0].module, d
     assert funcs(alloc)[1:3] == ["_Z10make_orderl", "main"], d
+    # the text report names them as a C++ programmer writes them (the JSON keeps the symbols)
+    text = [f.func for f in run.text[0].tracks["allocated"].frames]
+    assert text[:3] == ["operator new(unsigned long)", "make_order(long)", "main"], run.proc.stderr
 
 
 def test_unwind_fp_walks_frame_pointers_only(prog: Prog, run_ufence: RunFn) -> None:
@@ -108,6 +111,9 @@ def test_rust_release_build_full_stacks(build_dir: Path, run_ufence: RunFn) -> N
     assert at <= 2 and "rust_uaf4main" in alloc[at + 1], alloc
     assert any("lang_start" in f for f in alloc) and alloc[-1] == "_start", alloc
     assert any("rust_uaf4main" in f for f in funcs(r.object.free.frames)), d
+    if alloc[at].startswith("_ZN"):        # the legacy scheme (stable rustc's default): demangled in the text
+        text = [f.func for f in run.text[0].tracks["allocated"].frames]
+        assert "rust_uaf::stale_pointer" in text and "rust_uaf::main" in text, run.proc.stderr
 
 
 def test_stacks_the_engine_does_not_know(prog: Prog, run_ufence: RunFn) -> None:

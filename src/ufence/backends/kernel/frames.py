@@ -3,7 +3,10 @@
 Forms seen in KFENCE output: `` func+0xoff/0xsize``, `` func+0xoff/0xsize
 [module]`` (with a build id when CONFIG_STACKTRACE_BUILD_ID), a bare
 `` 0xffffffffc04c00a6`` when no symbol is known, and in ``Call Trace:``
-dumps `` ? func+...`` for unreliable frames.
+dumps `` ? func+...`` for unreliable frames. The process engine prints the
+same shape with C++ and Rust names demangled, so a name may hold spaces and
+``+`` (``operator+(Foo const&)+0x1a/0x40``): the offset/size pair at the end
+of the name is what ends it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import re
 from ufence.model import Frame
 
 _SYM = re.compile(
-    r"^\s*(?P<unreliable>\? )?(?P<fn>[^\s+]+)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
+    r"^\s*(?P<unreliable>\? )?(?P<fn>\S.*?)\+0x(?P<off>[0-9a-f]+)/0x(?P<size>[0-9a-f]+)"
     r"(?: \[(?P<mod>[^\]\s]+)(?: (?P<bid>[0-9a-f]+))?\])?\s*$"
 )
 _BARE = re.compile(r"^\s*(?P<unreliable>\? )?0x(?P<pc>[0-9a-f]+)\s*$")
