@@ -6,8 +6,9 @@
  * under. No allocation and no locale: fixed buffers only, as the handler
  * needs. It covers what allocation and free stacks are made of (nested
  * names, templates, operators, constructors, std:: abbreviations,
- * substitutions, builtin, qualified and class parameter types); anything
- * else (lambdas, function or member-pointer types, expressions, packs)
+ * substitutions, builtin, qualified and class parameter types, argument
+ * packs and their expansions: emplace_back<Args...>); anything else
+ * (lambdas, function or member-pointer types, expressions)
  * makes it give up, and the report keeps the mangled name, which the JSON
  * keeps anyway for tools and `ufence report` renders with a full demangler.
  */
@@ -15,9 +16,9 @@
 
 #include "uf.h"
 
-#define DM_OUT 1024
+#define DM_OUT 4096
 #define DM_SUBS 64
-#define DM_SUBCHARS 2048
+#define DM_SUBCHARS 8192
 #define DM_DEPTH 32
 
 struct dm {
@@ -40,6 +41,13 @@ struct dm {
 	int ctor;                      /* the last name was a constructor or destructor */
 	const char *refq;              /* a method's ref-qualifier: "", " &", " &&" */
 	int template_name;             /* the function's name ends in template arguments */
+	/* packs: a template argument that is one has its elements here */
+	int8_t targ_pack[DM_SUBS];     /* -1, or how many elements */
+	uint16_t targ_first[DM_SUBS];  /* its first element in elem_off/elem_len */
+	uint16_t elem_off[DM_SUBS], elem_len[DM_SUBS];
+	int nelems;
+	int expanding, elem, seen;     /* inside Dp: the element printed, the pack's size */
+	int no_cand;                   /* a pack expansion's later elements: no candidates */
 };
 
 /* A substituted class's own name, for its constructor: the text after the
@@ -79,6 +87,8 @@ static void puts_(struct dm *d, const char *s)
 static void candidate(struct dm *d, size_t from)
 {
 	size_t n = d->len - from;
+	if (d->no_cand)
+		return;
 	if (d->bad || d->nsubs >= DM_SUBS || d->subused + n > DM_SUBCHARS) {
 		d->bad |= d->nsubs >= DM_SUBS || d->subused + n > DM_SUBCHARS;
 		return;
@@ -268,13 +278,99 @@ static int unqualified(struct dm *d)
 	return 0;
 }
 
+struct span16 {
+	uint16_t off, len;
+};
+
+/* one template argument: a type, a literal (L <type> <value> E) or a pack
+ * (J <args> E, printed inline); a pack's element spans go to elems and
+ * their count to *nelems (-1: not a pack) */
+static int template_arg(struct dm *d, struct span16 *elems, int *nelems)
+{
+	if (nelems)
+		*nelems = -1;
+	if (*d->p == 'J') {
+		d->p++;
+		int k = 0;
+		while (*d->p != 'E') {
+			if (!*d->p || k >= DM_SUBS)
+				return -1;
+			if (k)
+				put(d, ", ", 2);
+			size_t from = d->len;
+			if (template_arg(d, NULL, NULL))
+				return -1;
+			if (elems)
+				elems[k] = (struct span16){(uint16_t)from, (uint16_t)(d->len - from)};
+			k++;
+		}
+		d->p++;
+		if (nelems)
+			*nelems = k;
+		return 0;
+	}
+	if (*d->p != 'L')
+		return type(d);
+	d->p++;
+	if (*d->p == '_' || *d->p == 'Z')
+		return -1;
+	/* as libiberty prints them: 5, true, 5u, 5l, 5ul, 5ll, 5ull, else (type)5 */
+	static const char *const suffix[26] = {
+		['i' - 'a'] = "", ['j' - 'a'] = "u", ['l' - 'a'] = "l", ['m' - 'a'] = "ul",
+		['x' - 'a'] = "ll", ['y' - 'a'] = "ull", ['b' - 'a'] = "",
+	};
+	char code = *d->p;
+	const char *suf = code >= 'a' && code <= 'z' ? suffix[code - 'a'] : NULL;
+	size_t tfrom = d->len;
+	if (suf) {
+		d->p++;
+	} else {
+		put(d, "(", 1);
+		if (type(d))
+			return -1;
+		put(d, ")", 1);
+	}
+	int neg = *d->p == 'n';
+	d->p += neg;
+	const char *v = d->p;
+	while (*d->p >= '0' && *d->p <= '9')
+		d->p++;
+	if (d->p == v || *d->p++ != 'E')
+		return -1;
+	size_t vn = (size_t)(d->p - 1 - v);
+	if (code == 'b' && vn == 1) {
+		d->len = tfrom;
+		puts_(d, *v == '0' ? "false" : "true");
+	} else {
+		if (neg)
+			put(d, "-", 1);
+		put(d, v, vn);
+		if (suf)
+			puts_(d, suf);
+	}
+	return 0;
+}
+
+/* copy out[off, off+len) into the template-argument store */
+static int keep_text(struct dm *d, struct span16 sp, uint16_t *off)
+{
+	if (d->targused + sp.len > DM_SUBCHARS)
+		return -1;
+	memcpy(d->targchars + d->targused, d->out + sp.off, sp.len);
+	*off = (uint16_t)d->targused;
+	d->targused += sp.len;
+	return 0;
+}
+
 /* I <args> E; at top level (keep) they become what T_ refers to */
 static int template_args(struct dm *d, int keep)
 {
 	if (*d->p++ != 'I')
 		return -1;
-	int n = 0;
-	uint16_t off[DM_SUBS], len[DM_SUBS];
+	int n = 0, ne = 0;
+	struct span16 arg[DM_SUBS], elems[DM_SUBS];
+	int8_t pack[DM_SUBS];
+	uint16_t first[DM_SUBS];
 	const char *cls = d->last_source;          /* a constructor names the class, not an argument */
 	size_t cls_len = d->last_source_len;
 	int ctor = d->ctor;
@@ -287,66 +383,35 @@ static int template_args(struct dm *d, int keep)
 		if (n)
 			put(d, ", ", 2);
 		size_t from = d->len;
-		if (*d->p == 'L') {                /* a literal: L <type> <value> E */
-			d->p++;
-			if (*d->p == '_' || *d->p == 'Z')
-				return -1;
-			/* as libiberty prints them: 5, true, 5u, 5l, 5ul, 5ll, 5ull, else (type)5 */
-			static const char *const suffix[26] = {
-				['i' - 'a'] = "", ['j' - 'a'] = "u", ['l' - 'a'] = "l", ['m' - 'a'] = "ul",
-				['x' - 'a'] = "ll", ['y' - 'a'] = "ull", ['b' - 'a'] = "",
-			};
-			char code = *d->p;
-			const char *suf = code >= 'a' && code <= 'z' ? suffix[code - 'a'] : NULL;
-			size_t tfrom = d->len;
-			if (suf)
-				d->p++;
-			else {
-				put(d, "(", 1);
-				if (type(d))
-					return -1;
-				put(d, ")", 1);
-			}
-			int neg = *d->p == 'n';
-			d->p += neg;
-			const char *v = d->p;
-			while (*d->p >= '0' && *d->p <= '9')
-				d->p++;
-			if (d->p == v || *d->p++ != 'E')
-				return -1;
-			size_t vn = (size_t)(d->p - 1 - v);
-			if (code == 'b' && vn == 1) {
-				d->len = tfrom;
-				puts_(d, *v == '0' ? "false" : "true");
-			} else {
-				if (neg)
-					put(d, "-", 1);
-				put(d, v, vn);
-				if (suf)
-					puts_(d, suf);
-			}
-		} else if (type(d)) {
+		int k;
+		if (template_arg(d, elems + ne, &k) || (k > 0 && ne + k > DM_SUBS))
 			return -1;
-		}
-		off[n] = (uint16_t)from;
-		len[n++] = (uint16_t)(d->len - from);
+		pack[n] = (int8_t)k;
+		first[n] = (uint16_t)ne;
+		ne += k > 0 ? k : 0;
+		arg[n++] = (struct span16){(uint16_t)from, (uint16_t)(d->len - from)};
 	}
 	d->p++;
 	d->last_source = cls;
 	d->last_source_len = cls_len;
 	d->ctor = ctor;
 	if (keep && !d->bad) {
-		d->ntargs = 0;
 		d->targused = 0;
-		for (int i = 0; i < n; i++) {
-			if (d->targused + len[i] > DM_SUBCHARS)
+		for (int i = 0; i < n; i++)
+			if (keep_text(d, arg[i], &d->targ_off[i]))
 				return -1;
-			memcpy(d->targchars + d->targused, d->out + off[i], len[i]);
-			d->targ_off[i] = (uint16_t)d->targused;
-			d->targ_len[i] = len[i];
-			d->targused += len[i];
+		for (int i = 0; i < ne; i++)
+			if (keep_text(d, elems[i], &d->elem_off[i]))
+				return -1;
+		for (int i = 0; i < n; i++) {
+			d->targ_len[i] = arg[i].len;
+			d->targ_pack[i] = pack[i];
+			d->targ_first[i] = first[i];
 		}
+		for (int i = 0; i < ne; i++)
+			d->elem_len[i] = elems[i].len;
 		d->ntargs = n;
+		d->nelems = ne;
 	}
 	put(d, d->out[d->len - 1] == '>' ? " >" : ">", d->out[d->len - 1] == '>' ? 2 : 1);
 	return 0;
@@ -541,8 +606,34 @@ static int type(struct dm *d)
 		d->p++;
 		int idx;
 		r = seq_id(d, &idx) || idx >= d->ntargs ? -1 : 0;
-		if (!r)
+		if (!r && d->expanding && d->targ_pack[idx] >= 0) {
+			d->seen = d->targ_pack[idx];      /* one element of the pack, in Dp */
+			int e = d->targ_first[idx] + d->elem;
+			if (d->elem < d->seen)
+				put(d, d->targchars + d->elem_off[e], d->elem_len[e]);
+		} else if (!r) {
 			put(d, d->targchars + d->targ_off[idx], d->targ_len[idx]);
+		}
+	} else if (c == 'D' && d->p[1] == 'p' && !d->expanding) {
+		/* a pack expansion: the pattern once per element, ", " between */
+		d->p += 2;
+		const char *pattern = d->p;
+		d->expanding = 1;
+		d->elem = 0;
+		d->seen = -1;
+		r = type(d);
+		for (int e = 1; !r && e < d->seen; e++) {
+			d->p = pattern;
+			d->elem = e;
+			put(d, ", ", 2);
+			d->no_cand++;
+			r = type(d);
+			d->no_cand--;
+		}
+		if (!r && d->seen == 0)
+			d->len = from;                   /* an empty pack prints nothing */
+		r = r || d->seen < 0 ? -1 : 0;       /* a pattern with no pack in it */
+		d->expanding = 0;
 	}
 	if (!r)
 		candidate(d, from);
@@ -550,7 +641,7 @@ static int type(struct dm *d)
 	return r;
 }
 
-/* Called under the report lock (report.c), so one state serves: 5 KiB is
+/* Called under the report lock (report.c), so one state serves: 21 KiB is
  * too much for a signal handler's stack. */
 int uf_demangle(const char *mangled, char *out, size_t outlen)
 {
@@ -614,13 +705,19 @@ int uf_demangle(const char *mangled, char *out, size_t outlen)
 		if (d->p[0] == 'v' && (!d->p[1] || d->p[1] == '.')) {
 			d->p++;
 		} else {
-			for (int n = 0; *d->p; n++) {
+			for (int n = 0; *d->p;) {
 				if (*d->p == '.')
 					break;               /* a clone suffix: .constprop.0, .cold */
+				size_t before = d->len;
 				if (n)
 					put(d, ", ", 2);
+				size_t at = d->len;
 				if (type(d))
 					return -1;
+				if (d->len == at)
+					d->len = before;     /* an empty pack: no parameter */
+				else
+					n++;
 			}
 		}
 		put(d, ")", 1);

@@ -83,6 +83,13 @@ def test_names_a_report_is_made_of(demangler: Path) -> None:
         "_ZNKSt6vectorIiSaIiEE4sizeEv": "std::vector<int, std::allocator<int> >::size() const",
         "_Z3maxIiET_S0_S0_": "int max<int>(int, int)",
         "_ZN3foo3barEi.constprop.0": "foo::bar(int) [clone .constprop.0]",
+        # vector growth, the allocation under most C++ push_back/emplace_back: packs and their expansion
+        "_ZNSt6vectorIiSaIiEE17_M_realloc_insertIJRKiEEEvN9__gnu_cxx17__normal_iteratorIPiS1_EEDpOT_":
+            "void std::vector<int, std::allocator<int> >::_M_realloc_insert<int const&>(__gnu_cxx::__normal_iterator"
+            "<int*, std::vector<int, std::allocator<int> > >, int const&)",
+        "_ZNSt6vectorIiSaIiEE12emplace_backIJEEERiDpOT_":
+            "int& std::vector<int, std::allocator<int> >::emplace_back<>()",
+        "_Z1fIJicEEvDpT_": "void f<int, char>(int, char)",
         # Rust's legacy scheme: the hash dropped, the escapes decoded, LLVM's suffix dropped
         "_ZN8rust_uaf13stale_pointer17h0123456789abcdefE": "rust_uaf::stale_pointer",
         "_ZN4core3ptr13drop_in_place17h0123456789abcdefE.llvm.1234": "core::ptr::drop_in_place",
