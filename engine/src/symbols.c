@@ -164,14 +164,11 @@ void uf_modules_atfork_unlock(int child)
 		pthread_mutex_unlock(&mods_mu);
 }
 
-void uf_modules_refresh(int force)
+/* Under mods_mu: the table from dl_iterate_phdr, published (c: the
+ * loader's add/remove counts it reflects) */
+static void rebuild_locked(const unsigned long long c[2])
 {
-	unsigned long long c[2] = {0, 0};
-	dl_iterate_phdr(counts_cb, c);
-	if (!force && !atomic_load(&uf_modules_dirty) && c[0] == last_adds && c[1] == last_subs)
-		return;
 	static struct uf_module tmp[MAX_MODULES];
-	pthread_mutex_lock(&mods_mu);
 	struct collect col = {tmp, 0};
 	dl_iterate_phdr(collect_cb, &col);
 	if (ninitial < 0) {
@@ -194,8 +191,43 @@ void uf_modules_refresh(int force)
 	last_subs = c[1];
 	atomic_store(&uf_modules_dirty, 0);
 	publish_shm();
+}
+
+void uf_modules_refresh(int force)
+{
+	unsigned long long c[2] = {0, 0};
+	dl_iterate_phdr(counts_cb, c);
+	if (!force && !atomic_load(&uf_modules_dirty) && c[0] == last_adds && c[1] == last_subs)
+		return;
+	pthread_mutex_lock(&mods_mu);
+	rebuild_locked(c);
 	pthread_mutex_unlock(&mods_mu);
 	uf_callers_update();
+}
+
+/* From the allocation path, for code in no module the table knows (a
+ * library dlopen'ed a moment ago: its first allocations would otherwise be
+ * walked without its call-frame information): refresh now, if the loader is
+ * between changes (r_state: not in the middle of a dlopen or dlclose, which
+ * a signal handler's malloc could have interrupted), something was loaded
+ * since (else it is code of no module, JIT), and no one else holds the table
+ * (trylock: the control thread may hold mods_mu waiting for the loader's
+ * lock, which the loader may hold while it allocates). 1 if refreshed. The
+ * callers filter is left to the control thread. */
+int uf_modules_refresh_now(void)
+{
+	if (_r_debug.r_state != RT_CONSISTENT)
+		return 0;
+	unsigned long long c[2] = {0, 0};
+	dl_iterate_phdr(counts_cb, c);
+	if (c[0] == last_adds && c[1] == last_subs)
+		return 0;
+	if (pthread_mutex_trylock(&mods_mu))
+		return 0;
+	rebuild_locked(c);
+	pthread_mutex_unlock(&mods_mu);
+	atomic_store(&uf_modules_dirty, 1);
+	return 1;
 }
 
 /* The module holding pc, read under the seqlock: the whole entry into
@@ -234,7 +266,20 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy)
 
 int uf_module_eh(uintptr_t pc, struct uf_eh *eh)
 {
-	return lookup(pc, NULL, eh) && eh->hdr;
+	if (!lookup(pc, NULL, eh)) {
+		/* dlopen'ed since the last refresh, or code of no module (JIT) */
+		if (!atomic_load_explicit(&uf_modules_dirty, memory_order_relaxed)) {
+			atomic_store(&uf_modules_dirty, 1);
+			uf_control_wake();
+		}
+		return -1;
+	}
+	return eh->hdr ? 1 : 0;
+}
+
+uint32_t uf_modules_generation(void)
+{
+	return atomic_load_explicit(&mods_seq, memory_order_relaxed) >> 1;
 }
 
 /* Is a a return address: inside an executable segment, right after a call

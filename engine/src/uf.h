@@ -337,7 +337,11 @@ struct uf_eh {
 	uintptr_t lo, hi;       /* its loaded segment */
 	int permanent;          /* reads inside [lo, hi) need no mapping check */
 };
-int uf_module_eh(uintptr_t pc, struct uf_eh *eh);   /* 1 if pc is code with a .eh_frame_hdr */
+/* 1: pc is code with a .eh_frame_hdr; 0: in a module, without; -1: in no
+ * module the table knows (it is asked to refresh) */
+int uf_module_eh(uintptr_t pc, struct uf_eh *eh);
+uint32_t uf_modules_generation(void);      /* changes with every refresh of the table */
+int uf_modules_refresh_now(void);          /* allocation path only, never in a signal handler */
 
 /* unwind.c: how to find the caller of the frame at one code address */
 enum { UF_UNWIND_NONE = 0, UF_UNWIND_CFA = 1, UF_UNWIND_STOP = 2 };

@@ -412,7 +412,13 @@ static inline uint32_t set_of(uintptr_t pc)
 }
 
 /* rule word: bits 0-1 kind, 2 rbp-based CFA, 3 rbp saved, 4-15 cfa_off/8,
- * 16-23 rbp_off/8 (signed), 32-63 the address's low bits */
+ * 16-23 rbp_off/8 (signed), 24 the address was in no module the table knew
+ * (25-31: the table's generation then), 32-63 the address's low bits. An
+ * address in a library dlopen'ed since the last refresh must not keep the
+ * frame-pointer rule once the table has the library: the first version
+ * cached it for good, and a frameless dlopen'ed library (a Python C
+ * extension, a plugin) lost its callers in every later stack. */
+#define RULE_UNKNOWN (1ull << 24)
 static uint64_t pack(const struct cfi_row *r, int kind)
 {
 	uint64_t w = (uint64_t)kind;
@@ -424,12 +430,18 @@ static uint64_t pack(const struct cfi_row *r, int kind)
 	return w;
 }
 
-static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set)
+static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set, int may_refresh)
 {
 	struct cfi_row row;
 	struct uf_eh eh;
 	int kind = UF_UNWIND_NONE;
-	if (uf_module_eh(pc, &eh) && decode(&eh, pc, &row) == 0) {
+	uint64_t unknown = 0;
+	int found = uf_module_eh(pc, &eh);
+	if (found < 0 && may_refresh && uf_modules_refresh_now())
+		found = uf_module_eh(pc, &eh);
+	if (found < 0)          /* a module the table has not seen yet: ask again after its refresh */
+		unknown = RULE_UNKNOWN | (uint64_t)(uf_modules_generation() & 0x7f) << 25;
+	if (found > 0 && decode(&eh, pc, &row) == 0) {
 		if (row.cfa_reg < 0 || row.rbp_how < 0 || (row.cfa_off & 7) || row.cfa_off < 8 ||
 		    row.cfa_off / 8 > 0x7ff ||
 		    (row.rbp_how == 1 && ((row.rbp_off & 7) || row.rbp_off / 8 < -128 || row.rbp_off / 8 > 127)))
@@ -437,7 +449,7 @@ static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set)
 		else
 			kind = row.ra_ok ? UF_UNWIND_CFA : UF_UNWIND_STOP;
 	}
-	uint64_t w = pack(&row, kind) | (uint64_t)(uint32_t)pc << 32;
+	uint64_t w = pack(&row, kind) | unknown | (uint64_t)(uint32_t)pc << 32;
 	/* an empty way, else any: no shared replacement state to write */
 	uint32_t way = (uint32_t)uf_rand() & (CACHE_WAYS - 1);
 	for (uint32_t k = 0; k < CACHE_WAYS; k++)
@@ -451,17 +463,21 @@ static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set)
 	return w;
 }
 
-static inline uint64_t rule_word(uintptr_t pc)
+/* may_refresh: not in a signal handler, so an address of a module loaded
+ * since the last refresh may refresh the table (uf_modules_refresh_now) */
+static inline uint64_t rule_word(uintptr_t pc, int may_refresh)
 {
 	uint32_t set = set_of(pc);
 	for (uint32_t k = 0; k < CACHE_WAYS; k++) {
 		if (atomic_load_explicit(&cache[set][k].pc, memory_order_acquire) == pc) {
 			uint64_t w = atomic_load_explicit(&cache[set][k].rule, memory_order_acquire);
-			if (__builtin_expect((uint32_t)(w >> 32) == (uint32_t)pc, 1))
+			if (__builtin_expect((uint32_t)(w >> 32) == (uint32_t)pc, 1) &&
+			    __builtin_expect(!(w & RULE_UNKNOWN) ||
+					     ((w >> 25) & 0x7f) == (uf_modules_generation() & 0x7f), 1))
 				return w;
 		}
 	}
-	return rule_slow(pc, set);
+	return rule_slow(pc, set, may_refresh);
 }
 
 
@@ -476,9 +492,10 @@ void uf_unwind_forget(void)
 
 #else
 
-static inline uint64_t rule_word(uintptr_t pc)
+static inline uint64_t rule_word(uintptr_t pc, int may_refresh)
 {
 	(void)pc;
+	(void)may_refresh;
 	return UF_UNWIND_NONE;
 }
 
@@ -555,7 +572,7 @@ static inline __attribute__((always_inline)) int walk_span(const struct span *s,
 {
 	while (n < max) {
 		uintptr_t ra, nsp, nfp;
-		uint64_t w = cfi ? rule_word(pc - adj) : UF_UNWIND_NONE;
+		uint64_t w = cfi ? rule_word(pc - adj, cfi > 1) : UF_UNWIND_NONE;
 		if (step(s, known, w, sp, fp, &ra, &nsp, &nfp) || ra < 4096)
 			break;
 		out[n++] = ra;
@@ -587,7 +604,9 @@ int uf_unwind_from_call(uintptr_t first, uintptr_t fp, int cfi, uintptr_t *out, 
 	uintptr_t caller_fp;
 	if (s.known ? rd(&s, 1, fp, &caller_fp) : rd(&s, 0, fp, &caller_fp))
 		return n;
-	return walk(&s, first, 1, fp + 16, caller_fp, cfi, out, n, max);
+	/* cfi 2: an allocation or a free, not a signal handler: the module
+	 * table may be refreshed for a library it has not seen yet */
+	return walk(&s, first, 1, fp + 16, caller_fp, cfi ? 2 : 0, out, n, max);
 }
 
 int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v)
@@ -598,5 +617,5 @@ int uf_stack_read(uintptr_t sp, uintptr_t a, uintptr_t *v)
 
 int uf_unwind_kind(uintptr_t pc)
 {
-	return (int)(rule_word(pc) & 3);
+	return (int)(rule_word(pc, 0) & 3);
 }

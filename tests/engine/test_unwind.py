@@ -131,3 +131,24 @@ def test_stacks_the_engine_does_not_know(prog: Prog, run_ufence: RunFn) -> None:
         assert funcs(r.object.alloc.frames)[:2] == ["coro_alloc", "coro_entry"], d
         assert funcs(r.object.free.frames)[:1] == ["coro_entry"], d
         assert run.value("handler_guarded") == 64 * 10, run.info
+
+
+@pytest.mark.parametrize("unwind", ["cfi", "fp"])
+def test_frameless_dlopened_library(prog: Prog, run_ufence: RunFn, unwind: str) -> None:
+    """A library built without frame pointers, dlopen'ed and dlclose'd twice before the bug: its
+    .eh_frame is read with the checks an unloadable module needs, and its functions are named in
+    order (with unwind=fp they are lost, as that setting says, which shows the walk is the CFI's)."""
+    lib = prog("dlframeless.c", "-shared", "-fPIC", *FRAMELESS, out="libdlframeless.so")
+    exe = prog("dlwalk.c")
+    run = run_ufence([exe, lib], "--mode", "full", "--set", f"unwind={unwind}")
+    one_report(run)
+    r = run.json[0]
+    d = run.describe()
+    assert r.bug is BugType.USE_AFTER_FREE and r.address == run.value("buf") + 3, d
+    assert r.object is not None and r.object.alloc is not None
+    alloc = funcs(r.object.alloc.frames)
+    if unwind == "cfi":
+        assert alloc[:3] == ["dl_inner", "dl_outer", "main"], d
+        assert r.object.alloc.frames[1].module is not None and "libdlframeless" in r.object.alloc.frames[1].module
+    else:
+        assert alloc[0] == "dl_inner" and "dl_outer" not in alloc, alloc
