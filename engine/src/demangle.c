@@ -647,6 +647,8 @@ int uf_demangle(const char *mangled, char *out, size_t outlen)
 {
 	static struct dm state;
 	struct dm *d = &state;
+	if (mangled && mangled[0] == '_' && mangled[1] == 'R')
+		return uf_demangle_rust_v0(mangled, out, outlen);
 	memset(d, 0, sizeof *d);
 	if (!mangled || mangled[0] != '_' || mangled[1] != 'Z' || outlen < 2)
 		return -1;

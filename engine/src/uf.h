@@ -358,6 +358,7 @@ const struct uf_module *uf_module_of(uintptr_t pc, struct uf_module *copy);
 /* demangle.c: C++ (Itanium) and Rust legacy names; 0 and out filled, or -1
  * (not mangled, or beyond what it reads). Under the report lock only. */
 int uf_demangle(const char *mangled, char *out, size_t outlen);
+int uf_demangle_rust_v0(const char *mangled, char *out, size_t outlen);   /* demangle_v0.c */
 int uf_symbolize(uintptr_t pc, int is_return, char *name, size_t namelen,
 		 uintptr_t *fn_off, uintptr_t *fn_size, struct uf_module *mod);
 extern _Atomic int uf_modules_dirty;

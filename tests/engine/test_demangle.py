@@ -1,4 +1,4 @@
-"""The demangler the engine's text reports use (engine/src/demangle.c), on its own.
+"""The demangler the engine's text reports use (engine/src/demangle.c, demangle_v0.c), on its own.
 
 It runs in the signal handler, so it is a small allocation-free one of the
 engine's own; c++filt is the oracle. Every name it demangles must read
@@ -36,7 +36,8 @@ def demangler(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run(["gcc", "-D_GNU_SOURCE", "-std=c11", "-Wall", "-Wextra", "-Werror", "-O1", "-g",
                     "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                     f"-I{ENGINE / 'src'}", f"-I{ENGINE}", f"-I{ENGINE / 'include'}", "-o", str(exe),
-                    str(HERE / "progs" / "demangle_main.c"), str(ENGINE / "src" / "demangle.c")],
+                    str(HERE / "progs" / "demangle_main.c"), str(ENGINE / "src" / "demangle.c"),
+                    str(ENGINE / "src" / "demangle_v0.c")],
                    check=True, capture_output=True, text=True, timeout=120)
     return exe
 
@@ -96,9 +97,17 @@ def test_names_a_report_is_made_of(demangler: Path) -> None:
         "_ZN70_$LT$alloc..vec..Vec$LT$T$C$A$GT$$u20$as$u20$core..ops..drop..Drop$GT$4drop17h0123456789abcdefE":
             "<alloc::vec::Vec<T,A> as core::ops::drop::Drop>::drop",
         "_ZN8caf$ue9$3bar17h0123456789abcdefE": "caf\u00e9::bar",
+        # v0, as the standard library ships: impls, generics, closures, backrefs, consts, dyn
+        "_RNvCs1234_7mycrate4main": "mycrate::main",
+        "_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeINtNtCslNYArtu3iFV_5alloc3vec3VechEEB4_":
+            "core::ptr::drop_in_place::<alloc::vec::Vec<u8>>",
+        "_RNCNvCs1234_7mycrate4main0B3_": "mycrate::main::{closure#0}",
+        "_RNvXsV_NtCsgEmfK2I1SDS_4core5arrayAhj4_NtNtB7_7default7Default7defaultCsfEOYDRpO4Ta_11miniz_oxide":
+            "<[u8; 4] as core::default::Default>::default",
     }
     # beyond what it reads: the report keeps the symbol (lambdas, packs, plain C names)
-    refused = ["main", "_ZZ4mainENKUlvE_clEv", "_ZNSolsEPFRSoS_E", "_Z", "_ZN3foo", "_R4main"]
+    refused = ["main", "_ZZ4mainENKUlvE_clEv", "_ZNSolsEPFRSoS_E", "_Z", "_ZN3foo", "_R4main", "_RNvB_3foo",
+               "_RNvCs_u3foo"]
     names = list(cases) + refused
     got = demangle(demangler, names)
     assert got[: len(cases)] == list(cases.values())
@@ -117,18 +126,23 @@ def test_rust_names_from_rustc(demangler: Path, tmp_path: Path) -> None:
     subprocess.run([rc, "-C", "opt-level=0", "-o", str(exe), str(src)],
                    check=True, capture_output=True, text=True, timeout=300)
     nm = subprocess.run(["nm", str(exe)], capture_output=True, text=True, check=True).stdout
-    names = sorted({ln.split()[-1] for ln in nm.splitlines() if " _ZN" in ln})
-    if not names and " _R" in nm:
-        pytest.skip("this rustc mangles with v0 by default")
-    assert len(names) > 50
-    theirs = subprocess.run(["c++filt"], input="\n".join(names) + "\n", capture_output=True, text=True,
-                            check=True).stdout.splitlines()
-    ours = demangle(demangler, names)
-    assert all(o is not None for o in ours), [n for n, o in zip(names, ours, strict=True) if o is None][:5]
-    # c++filt keeps the hash (and gives up on some); where it answers, the rest must agree
-    for n, o, t in zip(names, ours, theirs, strict=True):
-        if not t.startswith("_Z"):
-            assert o == re.sub(r"::h[0-9a-f]{16}$", "", t.split(".llvm.")[0]), n
+    # the crate's own code in the legacy scheme (stable rustc's default), the standard library's in v0
+    legacy = sorted({ln.split()[-1] for ln in nm.splitlines() if " _ZN" in ln})
+    v0 = sorted({ln.split()[-1] for ln in nm.splitlines() if " _R" in ln})
+    assert len(legacy) + len(v0) > 50
+    for names in (legacy, v0):
+        theirs = subprocess.run(["c++filt"], input="\n".join(names) + "\n", capture_output=True, text=True,
+                                check=True).stdout.splitlines()
+        ours = demangle(demangler, names)
+        assert all(o is not None for o in ours), [n for n, o in zip(names, ours, strict=True) if o is None][:5]
+        # c++filt keeps the hashes (and gives up on some); where it answers, the rest must agree
+        for n, o, t in zip(names, ours, theirs, strict=True):
+            if t.startswith(("_Z", "_R")):
+                continue
+            t = re.sub(r"::h[0-9a-f]{16}$", "", t.split(".llvm.")[0])      # legacy: the hash
+            t = re.sub(r"\[[0-9a-f]+\]", "", t)                               # v0: crates' disambiguators
+            t = re.sub(r"(\d+): [ui](?:8|16|32|64|128|size)\b", r"\1", t)    # v0: const generics' types
+            assert o == t, n
 
 
 def test_no_input_breaks_it(demangler: Path) -> None:
@@ -150,6 +164,18 @@ def test_no_input_breaks_it(demangler: Path) -> None:
             inputs.append("".join(t))
     inputs += ["_Z" + "".join(rng.choice(alphabet) for _ in range(rng.randrange(1, 60))) for _ in range(20000)]
     inputs += ["_Z" + "P" * 5000 + "i", "_ZN" + "3foo" * 700 + "Ev", "_Z3fooI" + "I" * 200 + "i" + "E" * 201 + "v",
-               "_ZN" + "S_" * 100 + "E", "_Z3fooIT_T0_T1_EvS_S0_S1_"]
+               "_ZN" + "S_" * 100 + "E", "_Z3fooIT_T0_T1_EvS_S0_S1_", "_R" + "R" * 5000 + "u", "_RB_",
+               "_RNvCs_3foo" + "B" * 100]
+    v0 = ["_RINvNtCsgEmfK2I1SDS_4core3ptr13drop_in_placeINtNtCslNYArtu3iFV_5alloc3vec3VechEEB4_",
+          "_RNvXsV_NtCsgEmfK2I1SDS_4core5arrayAhj4_NtNtB7_7default7Default7defaultCsfEOYDRpO4Ta_11miniz_oxide"]
+    for s in v0:
+        inputs += [s[:k] for k in range(2, len(s))]
+        for _ in range(2000):
+            t = list(s)
+            for _ in range(3):
+                t[rng.randrange(2, len(t))] = rng.choice("0123456789_RNCMXYIBEKLGUFDTAPOQSsupvjhe")
+            inputs.append("".join(t))
+    inputs += ["_R" + "".join(rng.choice("0123456789_RNCMXYIBEKLGUFDTAPOQSsupvjhe") for _ in range(40))
+               for _ in range(10000)]
     got = demangle(demangler, inputs)
     assert sum(g is not None for g in got) > 1000     # the cut names that are still whole names

@@ -114,6 +114,10 @@ def test_rust_release_build_full_stacks(build_dir: Path, run_ufence: RunFn) -> N
     if alloc[at].startswith("_ZN"):        # the legacy scheme (stable rustc's default): demangled in the text
         text = [f.func for f in run.text[0].tracks["allocated"].frames]
         assert "rust_uaf::stale_pointer" in text and "rust_uaf::main" in text, run.proc.stderr
+    # the standard library's frames are v0-mangled: demangled in the text too
+    if any(f.startswith("_R") for f in alloc):
+        text = [f.func for f in run.text[0].tracks["allocated"].frames]
+        assert not any(f.startswith("_R") for f in text) and any("::" in f for f in text), run.proc.stderr
 
 
 def test_stacks_the_engine_does_not_know(prog: Prog, run_ufence: RunFn) -> None:
