@@ -14,24 +14,26 @@
 
 #define V0_OUT 4096
 #define V0_DEPTH 64
+#define V0_STEPS 20000  /* backrefs to backrefs can re-read the same text without end */
 
 struct v0 {
 	const char *s;           /* the symbol after "_R": backrefs count from here */
 	size_t n, pos;
 	char out[V0_OUT];
-	size_t len;
-	int bad, depth;
+	struct uf_buf b;         /* over out; filling it up means giving up */
+	int bad, depth, steps;
 	uint64_t bound;          /* lifetimes bound by enclosing binders */
 };
 
+static void out_dec(struct v0 *v, uint64_t x);
+
+/* A full buffer ends the demangling (a name too long to show). */
 static void out(struct v0 *v, const char *s, size_t n)
 {
-	if (v->len + n >= V0_OUT) {
+	if (v->b.len + n + 1 >= v->b.cap)
 		v->bad = 1;
-		return;
-	}
-	memcpy(v->out + v->len, s, n);
-	v->len += n;
+	else
+		uf_putn(&v->b, s, n);
 }
 
 static void outs(struct v0 *v, const char *s)
@@ -39,14 +41,12 @@ static void outs(struct v0 *v, const char *s)
 	out(v, s, strlen(s));
 }
 
-static void out_u64(struct v0 *v, uint64_t x)
+static void out_dec(struct v0 *v, uint64_t x)
 {
-	char b[24];
-	int i = 24;
-	do
-		b[--i] = (char)('0' + x % 10);
-	while ((x /= 10) && i > 0);
-	out(v, b + i, (size_t)(24 - i));
+	if (v->b.len + 22 >= v->b.cap)
+		v->bad = 1;
+	else
+		uf_put_dec(&v->b, x);
 }
 
 static char peek(const struct v0 *v)
@@ -176,7 +176,7 @@ static void lifetime(struct v0 *v, uint64_t lt)
 		out(v, b, 2);
 	} else {
 		outs(v, "'_");
-		out_u64(v, depth);
+		out_dec(v, depth);
 	}
 }
 
@@ -229,7 +229,7 @@ static const char *basic(char c)
 static void constant(struct v0 *v, int unused)
 {
 	(void)unused;
-	if (++v->depth > V0_DEPTH) {
+	if (++v->depth > V0_DEPTH || ++v->steps > V0_STEPS) {
 		v->bad = 1;
 		return;
 	}
@@ -261,7 +261,7 @@ static void constant(struct v0 *v, int unused)
 		} else {
 			if (neg)
 				outs(v, "-");
-			out_u64(v, x);          /* as gdb: [u8; 4] */
+			out_dec(v, x);          /* as gdb: [u8; 4] */
 		}
 	} else {
 		v->bad = 1;
@@ -283,7 +283,7 @@ static void generic_arg(struct v0 *v)
  * bindings can join them (dyn FnMut<(), Output = u8>): 1 if left open. */
 static int path_open(struct v0 *v)
 {
-	if (++v->depth > V0_DEPTH) {
+	if (++v->depth > V0_DEPTH || ++v->steps > V0_STEPS) {
 		v->bad = 1;
 		return 0;
 	}
@@ -338,7 +338,7 @@ static void type_of(struct v0 *v, int unused)
 
 static void type(struct v0 *v)
 {
-	if (++v->depth > V0_DEPTH) {
+	if (++v->depth > V0_DEPTH || ++v->steps > V0_STEPS) {
 		v->bad = 1;
 		return;
 	}
@@ -435,14 +435,14 @@ static void type(struct v0 *v)
 /* parse a path but print nothing (impl paths, the instantiating crate) */
 static void skip_path(struct v0 *v)
 {
-	size_t at = v->len;
+	size_t at = v->b.len;
 	path(v, 0);
-	v->len = at;
+	v->b.len = at;
 }
 
 static void path(struct v0 *v, int in_value)
 {
-	if (++v->depth > V0_DEPTH) {
+	if (++v->depth > V0_DEPTH || ++v->steps > V0_STEPS) {
 		v->bad = 1;
 		return;
 	}
@@ -463,7 +463,7 @@ static void path(struct v0 *v, int in_value)
 				out(v, id.p, id.n);
 			}
 			outs(v, "#");
-			out_u64(v, dis);
+			out_dec(v, dis);
 			outs(v, "}");
 		} else if (ns >= 'a' && ns <= 'z') {
 			if (id.n) {
@@ -512,9 +512,9 @@ int uf_demangle_rust_v0(const char *mangled, char *outbuf, size_t outlen)
 	static struct v0 state;
 	struct v0 *v = &state;
 	memset(v, 0, offsetof(struct v0, out));
-	v->len = 0;
+	v->b = (struct uf_buf){v->out, 0, sizeof v->out};
 	v->bad = 0;
-	v->depth = 0;
+	v->depth = v->steps = 0;
 	v->bound = 0;
 	if (!mangled || mangled[0] != '_' || mangled[1] != 'R' || outlen < 2)
 		return -1;
@@ -525,14 +525,14 @@ int uf_demangle_rust_v0(const char *mangled, char *outbuf, size_t outlen)
 	path(v, 1);
 	if (!v->bad && v->pos < v->n)
 		skip_path(v);                 /* the instantiating crate */
-	if (v->bad || v->pos != v->n)
+	if (v->bad || v->pos != v->n || v->b.len + 1 >= sizeof v->out)
 		return -1;
-	if (v->len < outlen) {
-		memcpy(outbuf, v->out, v->len);
-		outbuf[v->len] = 0;
+	struct uf_buf o = {outbuf, 0, outlen};
+	if (v->b.len < outlen) {
+		uf_putn(&o, v->out, v->b.len);
 	} else {
-		memcpy(outbuf, v->out, outlen - 4);
-		memcpy(outbuf + outlen - 4, "...", 4);
+		uf_putn(&o, v->out, outlen - 4);
+		uf_put(&o, "...");
 	}
 	return 0;
 }

@@ -37,7 +37,7 @@ def demangler(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
                     f"-I{ENGINE / 'src'}", f"-I{ENGINE}", f"-I{ENGINE / 'include'}", "-o", str(exe),
                     str(HERE / "progs" / "demangle_main.c"), str(ENGINE / "src" / "demangle.c"),
-                    str(ENGINE / "src" / "demangle_v0.c")],
+                    str(ENGINE / "src" / "demangle_v0.c"), str(ENGINE / "src" / "fmt.c")],
                    check=True, capture_output=True, text=True, timeout=120)
     return exe
 
