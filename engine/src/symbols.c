@@ -193,15 +193,28 @@ static void rebuild_locked(const unsigned long long c[2])
 	publish_shm();
 }
 
+/* the table was rebuilt from the allocation path: the callers filter
+ * follows at the control thread's next look */
+static _Atomic int callers_pending;
+
 void uf_modules_refresh(int force)
 {
 	unsigned long long c[2] = {0, 0};
 	dl_iterate_phdr(counts_cb, c);
-	if (!force && !atomic_load(&uf_modules_dirty) && c[0] == last_adds && c[1] == last_subs)
+	/* Nothing loaded or unloaded since (the loader's counts): an address in
+	 * no module is code of no module (JIT), and rebuilding would only change
+	 * the table's generation and send the unwinder's "no module" rules to be
+	 * looked at again, for ever. */
+	if (!force && c[0] == last_adds && c[1] == last_subs) {
+		atomic_store(&uf_modules_dirty, 0);
+		if (atomic_exchange(&callers_pending, 0))
+			uf_callers_update();
 		return;
+	}
 	pthread_mutex_lock(&mods_mu);
 	rebuild_locked(c);
 	pthread_mutex_unlock(&mods_mu);
+	atomic_store(&callers_pending, 0);
 	uf_callers_update();
 }
 
@@ -226,7 +239,8 @@ int uf_modules_refresh_now(void)
 		return 0;
 	rebuild_locked(c);
 	pthread_mutex_unlock(&mods_mu);
-	atomic_store(&uf_modules_dirty, 1);
+	atomic_store(&callers_pending, 1);
+	atomic_store(&uf_modules_dirty, 1);          /* the control thread's next look */
 	return 1;
 }
 

@@ -436,11 +436,14 @@ static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set, 
 	struct uf_eh eh;
 	int kind = UF_UNWIND_NONE;
 	uint64_t unknown = 0;
+	uint32_t gen = uf_modules_generation();      /* before the lookup: a refresh after it retries */
 	int found = uf_module_eh(pc, &eh);
-	if (found < 0 && may_refresh && uf_modules_refresh_now())
+	if (found < 0 && may_refresh && uf_modules_refresh_now()) {
+		gen = uf_modules_generation();
 		found = uf_module_eh(pc, &eh);
+	}
 	if (found < 0)          /* a module the table has not seen yet: ask again after its refresh */
-		unknown = RULE_UNKNOWN | (uint64_t)(uf_modules_generation() & 0x7f) << 25;
+		unknown = RULE_UNKNOWN | (uint64_t)(gen & 0x7f) << 25;
 	if (found > 0 && decode(&eh, pc, &row) == 0) {
 		if (row.cfa_reg < 0 || row.rbp_how < 0 || (row.cfa_off & 7) || row.cfa_off < 8 ||
 		    row.cfa_off / 8 > 0x7ff ||
