@@ -156,3 +156,19 @@ def test_frameless_dlopened_library(prog: Prog, run_ufence: RunFn, unwind: str) 
         assert r.object.alloc.frames[1].module is not None and "libdlframeless" in r.object.alloc.frames[1].module
     else:
         assert alloc[0] == "dl_inner" and "dl_outer" not in alloc, alloc
+
+
+def test_jit_code_walked_by_frame_pointer(prog: Prog, run_ufence: RunFn) -> None:
+    """Allocations from JIT code (an executable anonymous mapping: no module, no CFI): the stack goes from
+    the JIT frame to main by its frame pointer."""
+    exe = prog("jitalloc.c", "-O1", "-fno-omit-frame-pointer", out="jitalloc")
+    run = run_ufence([exe], "--mode", "full")
+    one_report(run)
+    r = run.json[0]
+    d = run.describe()
+    assert r.bug is BugType.USE_AFTER_FREE and r.address == run.value("buf") + 1, d
+    assert r.object is not None and r.object.alloc is not None
+    frames = r.object.alloc.frames
+    jit = run.value("jit")
+    assert frames[0].pc is not None and jit <= frames[0].pc < jit + 32 and frames[0].module is None, d
+    assert funcs(frames)[1] == "main", d
