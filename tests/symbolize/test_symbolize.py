@@ -227,6 +227,31 @@ def test_cxx_names_demangled_with_and_without_debug_info(symbolizer: Symbolizer,
     assert (b.function, b.function_offset, b.file) == ("shop::Cart::total(int)", 1, None)
 
 
+def test_rust_names_demangled_without_debug_info(symbolizer: Symbolizer, tmp_path: Path) -> None:
+    """A Rust program without debug info: its own functions (legacy scheme) and the standard library's
+    (v0) named from the symbol table, demangled without the hashes, as the engine's text prints them."""
+    import shutil
+    rustc = shutil.which("rustc") or next((p for p in ("/root/.cargo/bin/rustc",) if os.access(p, os.X_OK)), None)
+    if rustc is None:
+        pytest.skip("rustc not installed")
+    src = tmp_path / "names.rs"
+    src.write_text("#[inline(never)] fn grow(v: &mut Vec<u64>) { v.push(7); }\n"
+                   "fn main() { let mut v = Vec::new(); for _ in 0..100 { grow(&mut v); }\n"
+                   "println!(\"{}\", v.len()); }\n")
+    exe = tmp_path / "names"
+    subprocess.run([rustc, "-C", "opt-level=1", "-C", "debuginfo=0", "-o", str(exe), str(src)], check=True,
+                   capture_output=True, timeout=300)
+    funcs = nm_functions(exe)
+    legacy = [n for n in funcs if n.startswith("_ZN") and "4grow17h" in n]
+    v0 = sorted(n for n in funcs if n.startswith("_R") and funcs[n][1] > 1)
+    assert len(legacy) == 1 and v0, sorted(funcs)[:20]
+    frames = [frame(exe, funcs[n][0] + 1) for n in (legacy[0], v0[0])]
+    symbolizer.symbolize(frames, exact=frames)
+    assert physical(frames[0]).function == "names::grow"
+    name = physical(frames[1]).function or ""
+    assert name and not name.startswith("_R") and "::" in name and not re.search(r"\[[0-9a-f]{8,}\]", name), name
+
+
 def test_debug_file_found_by_debuglink(progs: Progs, symbolizer: Symbolizer, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """No build-id tree: the stripped binary's .gnu_debuglink names its debug file in .debug/ beside it."""

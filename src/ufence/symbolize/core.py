@@ -155,7 +155,7 @@ class Symbolizer:
         names: dict[str, None] = {}
         for res in local.values():
             sym = res.symbol
-            if sym is not None and sym.name.startswith("_Z") and sym.name not in self._demangled:
+            if sym is not None and sym.name.startswith(("_Z", "_R")) and sym.name not in self._demangled:
                 names.setdefault(sym.name, None)
         if names:
             todo = list(names)
@@ -189,13 +189,13 @@ class Symbolizer:
             # offsets not ours to keep when a symbol was not found: they described another name
             out["function_offset"], out["function_size"] = off, size
         if res.locs:
-            outer = res.locs[-1].function
+            outer = servers.tidy_rust(res.locs[-1].function) if res.locs[-1].function else None
             # keep the symbol's name when it is a compiler clone of the DWARF function
             # (foo.cold, foo.constprop.0): function+off/size must refer to that symbol
             if symname and (outer is None or symname.startswith(outer + ".")):
                 outer = symname
-            chain = [Frame(module=f.module, function=loc.function, file=loc.file, line=loc.line,
-                           column=loc.column) for loc in res.locs]
+            chain = [Frame(module=f.module, function=servers.tidy_rust(loc.function) if loc.function else None,
+                           file=loc.file, line=loc.line, column=loc.column) for loc in res.locs]
             chain[-1].function = outer or chain[-1].function
             if len(chain) > 1:
                 # the symbol's offset/size move to the physical function's entry

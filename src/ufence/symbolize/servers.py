@@ -293,22 +293,35 @@ class Addr2Line:
         self.servers.clear()
 
 
+# Rust, as the engine's text report and rustc's backtraces print it: c++filt and llvm-symbolizer
+# keep the legacy scheme's hash (``::h`` and 16 hex digits, last) and v0's crate disambiguators
+# (16 hex digits in brackets right after the crate's name), which name no more than the path does
+_RUST_LEGACY_HASH = re.compile(r"::h[0-9a-f]{16}$")
+_RUST_V0_CRATE = re.compile(r"(?<=[A-Za-z0-9_])\[[0-9a-f]{16}\]")
+
+
+def tidy_rust(name: str) -> str:
+    """A demangled name without Rust's hashes; any other name as it is."""
+    return _RUST_V0_CRATE.sub("", _RUST_LEGACY_HASH.sub("", name))
+
+
 class Demangler:
-    """c++filt (or llvm-cxxfilt) kept running: one mangled name in, one line out."""
+    """c++filt (or llvm-cxxfilt) kept running: one mangled name in, one line out. C++ (``_Z``) and
+    Rust, legacy (``_ZN...17h...E``) and v0 (``_R``)."""
 
     def __init__(self) -> None:
         tool = find_tool(["c++filt", "llvm-cxxfilt"])
         self.server = LineServer([tool]) if tool else None
 
     def demangle(self, names: Sequence[str]) -> list[str]:
-        todo = [n for n in names if n.startswith("_Z") and "\n" not in n]
+        todo = [n for n in names if n.startswith(("_Z", "_R")) and "\n" not in n]
         if not todo or self.server is None:
             return list(names)
         try:
             out = self.server.exchange(todo, len(todo))
         except ServerError:
             return list(names)
-        m = {a: b.decode("utf-8", "replace") or a for a, b in zip(todo, out, strict=True)}
+        m = {a: tidy_rust(b.decode("utf-8", "replace")) or a for a, b in zip(todo, out, strict=True)}
         return [m.get(n, n) for n in names]
 
     def close(self) -> None:
