@@ -7,8 +7,9 @@
  * needs. It covers what allocation and free stacks are made of (nested
  * names, templates, operators, constructors, std:: abbreviations,
  * substitutions, builtin, qualified and class parameter types, argument
- * packs and their expansions: emplace_back<Args...>); anything else
- * (lambdas, function or member-pointer types, expressions)
+ * packs and their expansions: emplace_back<Args...>, lambdas and other
+ * local names); anything else (function or member-pointer types,
+ * expressions)
  * makes it give up, and the report keeps the mangled name, which the JSON
  * keeps anyway for tools and `ufence report` renders with a full demangler.
  */
@@ -215,6 +216,8 @@ static int source_name(struct dm *d)
 	return 0;
 }
 
+static void put_num(struct dm *d, size_t v);
+
 static const char *const operators[][2] = {
 	{"nw", "operator new"}, {"na", "operator new[]"}, {"dl", "operator delete"},
 	{"da", "operator delete[]"}, {"ps", "operator+"}, {"ng", "operator-"}, {"ad", "operator&"},
@@ -254,6 +257,36 @@ static int unqualified(struct dm *d)
 		put(d, d->last_source, d->last_source_len);
 		d->p += 2;
 		d->ctor = 1;
+	} else if (c[0] == 'U' && (c[1] == 'l' || c[1] == 't')) {
+		/* a lambda's closure type, Ul <params> E [<n>] _: {lambda(int)#1};
+		 * an unnamed type, Ut [<n>] _: {unnamed type#1} */
+		int lambda = c[1] == 'l';
+		d->p += 2;
+		puts_(d, lambda ? "{lambda(" : "{unnamed type#");
+		if (lambda) {
+			if (d->p[0] == 'v' && d->p[1] == 'E')
+				d->p++;
+			for (int n = 0; *d->p != 'E'; n++) {
+				if (!*d->p)
+					return -1;
+				if (n)
+					put(d, ", ", 2);
+				if (type(d))
+					return -1;
+			}
+			d->p++;
+			puts_(d, ")#");
+		}
+		size_t n = 1;
+		if (*d->p >= '0' && *d->p <= '9') {
+			if (number(d, &n))
+				return -1;
+			n += 2;
+		}
+		if (*d->p++ != '_')
+			return -1;
+		put_num(d, n);
+		put(d, "}", 1);
 	} else {
 		size_t k = 0;
 		for (; k < sizeof operators / sizeof operators[0]; k++)
@@ -641,73 +674,136 @@ static int type(struct dm *d)
 	return r;
 }
 
-/* Called under the report lock (report.c), so one state serves: 21 KiB is
- * too much for a signal handler's stack. */
-int uf_demangle(const char *mangled, char *out, size_t outlen)
+static void put_num(struct dm *d, size_t v)
 {
-	static struct dm state;
-	struct dm *d = &state;
-	if (mangled && mangled[0] == '_' && mangled[1] == 'R')
-		return uf_demangle_rust_v0(mangled, out, outlen);
-	memset(d, 0, sizeof *d);
-	if (!mangled || mangled[0] != '_' || mangled[1] != 'Z' || outlen < 2)
-		return -1;
-	d->p = mangled + 2;
-	const char *cv = "";
-	int rust = 0, template_fn = 0;
-	if (*d->p == 'N') {
-		/* Rust legacy: a nested name whose last component is the hash,
-		 * then the end or a suffix of LLVM's (.llvm.NNN) */
-		for (const char *h = strstr(d->p, "17h"); h && !rust; h = strstr(h + 1, "17h"))
-			rust = strnlen(h + 2, 18) == 18 && is_rust_hash(h + 2, 17) && h[19] == 'E' &&
-			       (h[20] == 0 || h[20] == '.');
-		if (nested(d, 0, &cv, 1, &rust))
-			return -1;
-		template_fn = !rust && d->template_name;
-	} else if (*d->p == 'S' && d->p[1] == 't') {
+	char b[24];
+	int i = 24;
+	do
+		b[--i] = (char)('0' + v % 10);
+	while ((v /= 10) && i > 0);
+	put(d, b + i, (size_t)(24 - i));
+}
+
+/* _ <digit> or __ <number> _ after a local entity: not printed (as c++filt) */
+static void discriminator(struct dm *d)
+{
+	if (d->p[0] != '_')
+		return;
+	if (d->p[1] >= '0' && d->p[1] <= '9') {
 		d->p += 2;
-		puts_(d, "std::");
-		if (unqualified(d))
+	} else if (d->p[1] == '_') {
+		const char *q = d->p + 2;
+		while (*q >= '0' && *q <= '9')
+			q++;
+		if (*q == '_' && q > d->p + 2)
+			d->p = q + 1;
+	}
+}
+
+static int encoding(struct dm *d, int *rust, int show_ret);
+
+/* Z <function encoding> E <entity> [<discriminator>]: a name local to a
+ * function (a lambda, a local class, a local static), "f(int)::entity" */
+static int local_name(struct dm *d, int *template_fn, const char **cv)
+{
+	d->p++;                                      /* Z */
+	int no_rust = 0;
+	if (encoding(d, &no_rust, 0) || *d->p++ != 'E')      /* as c++filt: no return type there */
+		return -1;
+	*template_fn = 0;
+	d->ctor = 0;
+	d->refq = "";
+	d->template_name = 0;
+	if (*d->p == 's') {                          /* a string literal's */
+		d->p++;
+		puts_(d, "::string literal");
+		discriminator(d);
+		return 0;
+	}
+	put(d, "::", 2);
+	if (*d->p == 'N') {
+		if (nested(d, 0, cv, 1, &no_rust))
 			return -1;
-		if (*d->p == 'I') {
-			candidate(d, 0);             /* an unscoped template name is one */
-			template_fn = 1;
-			if (template_args(d, 1))
-				return -1;
-		}
-	} else if (*d->p == 'Z') {
-		return -1;                           /* local names */
+		*template_fn = d->template_name;
 	} else {
 		size_t from = d->len;
 		if (unqualified(d))
 			return -1;
 		if (*d->p == 'I') {
 			candidate(d, from);
+			*template_fn = 1;
+			if (template_args(d, 1))
+				return -1;
+		}
+	}
+	discriminator(d);
+	return 0;
+}
+
+/* <encoding>: a name and, for a function, its parameters, to the end of
+ * the symbol or to the E that closes a local name; printed from d->len
+ * (a template's return type first, if show_ret) */
+static int encoding(struct dm *d, int *rust, int show_ret)
+{
+	if (++d->depth > DM_DEPTH)
+		return -1;
+	size_t start = d->len;
+	const char *cv = "";
+	int template_fn = 0;
+	if (*d->p == 'N') {
+		if (nested(d, 0, &cv, 1, rust))
+			return -1;
+		template_fn = !*rust && d->template_name;
+	} else if (*d->p == 'S' && d->p[1] == 't') {
+		d->p += 2;
+		puts_(d, "std::");
+		if (unqualified(d))
+			return -1;
+		if (*d->p == 'I') {
+			candidate(d, start);         /* an unscoped template name is one */
+			template_fn = 1;
+			if (template_args(d, 1))
+				return -1;
+		}
+	} else if (*d->p == 'Z') {
+		if (local_name(d, &template_fn, &cv))
+			return -1;
+	} else {
+		if (unqualified(d))
+			return -1;
+		if (*d->p == 'I') {
+			candidate(d, start);
 			template_fn = 1;
 			if (template_args(d, 1))
 				return -1;
 		}
 	}
-	if (!rust && *d->p) {
-		if (template_fn && !d->ctor) {       /* a template's return type: printed first */
+	const char *refq = d->refq;
+	int ctor = d->ctor;
+	if (!*rust && *d->p && *d->p != 'E' && *d->p != '.') {
+		if (template_fn && !ctor) {          /* a template's return type: printed first */
 			size_t at = d->len;
 			if (type(d))
 				return -1;
-			size_t rn = d->len - at, nn = at;
+			size_t rn = d->len - at, nn = at - start;
+			if (!show_ret)
+				rn = 0, d->len = at;
 			/* "name" "ret" -> "ret name": through the unused tail */
-			if (2 * rn + nn + 1 >= DM_OUT)
+			if (d->len + rn + 1 >= DM_OUT)
 				return -1;
-			memcpy(d->out + DM_OUT - rn, d->out + at, rn);
-			memmove(d->out + rn + 1, d->out, nn);
-			memcpy(d->out, d->out + DM_OUT - rn, rn);
-			d->out[rn] = ' ';
-			d->len = rn + 1 + nn;
+			if (rn) {
+				memcpy(d->out + DM_OUT - rn, d->out + at, rn);
+				memmove(d->out + start + rn + 1, d->out + start, nn);
+				memcpy(d->out + start, d->out + DM_OUT - rn, rn);
+				d->out[start + rn] = ' ';
+				d->len = start + rn + 1 + nn;
+			}
 		}
 		put(d, "(", 1);
-		if (d->p[0] == 'v' && (!d->p[1] || d->p[1] == '.')) {
+		if (d->p[0] == 'v' && (!d->p[1] || d->p[1] == '.' || d->p[1] == 'E')) {
 			d->p++;
 		} else {
-			for (int n = 0; *d->p;) {
+			for (int n = 0; *d->p && *d->p != 'E';) {
 				if (*d->p == '.')
 					break;               /* a clone suffix: .constprop.0, .cold */
 				size_t before = d->len;
@@ -724,9 +820,35 @@ int uf_demangle(const char *mangled, char *out, size_t outlen)
 		}
 		put(d, ")", 1);
 		puts_(d, cv);
-		if (d->refq)
-			puts_(d, d->refq);
+		if (refq)
+			puts_(d, refq);
 	}
+	d->depth--;
+	return 0;
+}
+
+/* Called under the report lock (report.c), so one state serves: 21 KiB is
+ * too much for a signal handler's stack. */
+int uf_demangle(const char *mangled, char *out, size_t outlen)
+{
+	static struct dm state;
+	struct dm *d = &state;
+	if (mangled && mangled[0] == '_' && mangled[1] == 'R')
+		return uf_demangle_rust_v0(mangled, out, outlen);
+	memset(d, 0, sizeof *d);
+	if (!mangled || mangled[0] != '_' || mangled[1] != 'Z' || outlen < 2)
+		return -1;
+	d->p = mangled + 2;
+	int rust = 0;
+	if (*d->p == 'N') {
+		/* Rust legacy: a nested name whose last component is the hash,
+		 * then the end or a suffix of LLVM's (.llvm.NNN) */
+		for (const char *h = strstr(d->p, "17h"); h && !rust; h = strstr(h + 1, "17h"))
+			rust = strnlen(h + 2, 18) == 18 && is_rust_hash(h + 2, 17) && h[19] == 'E' &&
+			       (h[20] == 0 || h[20] == '.');
+	}
+	if (encoding(d, &rust, 1))
+		return -1;
 	if (rust && *d->p == '.')
 		d->p += strlen(d->p);                /* as rustc-demangle: no LLVM suffix */
 	if (*d->p == '.') {                          /* GCC's clones keep their suffix */
