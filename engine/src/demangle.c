@@ -8,8 +8,8 @@
  * names, templates, operators, constructors, std:: abbreviations,
  * substitutions, builtin, qualified and class parameter types, argument
  * packs and their expansions: emplace_back<Args...>, lambdas and other
- * local names); anything else (function or member-pointer types,
- * expressions)
+ * local names, function types and pointers to them); anything else
+ * (member pointers, expressions)
  * makes it give up, and the report keeps the mangled name, which the JSON
  * keeps anyway for tools and `ufence report` renders with a full demangler.
  */
@@ -21,6 +21,7 @@
 #define DM_SUBS 64
 #define DM_SUBCHARS 8192
 #define DM_DEPTH 32
+#define NOFN ((size_t)-1)
 
 struct dm {
 	const char *p;
@@ -49,6 +50,15 @@ struct dm {
 	int nelems;
 	int expanding, elem, seen;     /* inside Dp: the element printed, the pack's size */
 	int no_cand;                   /* a pack expansion's later elements: no candidates */
+	/* function types: where a pointer's or reference's declarator goes in
+	 * the type just printed ("void |(int)", then "void (*|)(int)"), as an
+	 * offset in out, or NOFN; for a candidate, from its start, plus one */
+	size_t fn_at;
+	int fn_wrapped;
+	uint16_t sub_fn[DM_SUBS];
+	uint8_t sub_wrapped[DM_SUBS];
+	size_t last_sub_fn;            /* the substitution just printed, from its start, or NOFN */
+	int last_sub_wrapped;
 };
 
 /* A substituted class's own name, for its constructor: the text after the
@@ -85,7 +95,7 @@ static void puts_(struct dm *d, const char *s)
 }
 
 /* record out[from, len) as the next substitution candidate */
-static void candidate(struct dm *d, size_t from)
+static void candidate_fn(struct dm *d, size_t from, size_t fn, int wrapped)
 {
 	size_t n = d->len - from;
 	if (d->no_cand)
@@ -96,8 +106,28 @@ static void candidate(struct dm *d, size_t from)
 	}
 	memcpy(d->subchars + d->subused, d->out + from, n);
 	d->sub_off[d->nsubs] = (uint16_t)d->subused;
+	d->sub_fn[d->nsubs] = (uint16_t)(fn == NOFN || fn < from ? 0 : fn - from + 1);
+	d->sub_wrapped[d->nsubs] = (uint8_t)wrapped;
 	d->sub_len[d->nsubs++] = (uint16_t)n;
 	d->subused += n;
+}
+
+static void candidate(struct dm *d, size_t from)
+{
+	candidate_fn(d, from, NOFN, 0);
+}
+
+/* insert s at out[at] */
+static void insert(struct dm *d, size_t at, const char *s)
+{
+	size_t n = strlen(s);
+	if (d->len + n >= DM_OUT || at > d->len) {
+		d->bad = 1;
+		return;
+	}
+	memmove(d->out + at + n, d->out + at, d->len - at);
+	memcpy(d->out + at, s, n);
+	d->len += n;
 }
 
 static int number(struct dm *d, size_t *v)
@@ -466,6 +496,7 @@ static int substitution(struct dm *d, int *std_prefix)
 	};
 	d->p++;                                      /* S */
 	*std_prefix = 0;
+	d->last_sub_fn = NOFN;
 	if (*d->p == 't') {
 		d->p++;
 		puts_(d, "std::");
@@ -486,6 +517,8 @@ static int substitution(struct dm *d, int *std_prefix)
 		return -1;
 	put(d, d->subchars + d->sub_off[idx], d->sub_len[idx]);
 	class_from_text(d, d->subchars + d->sub_off[idx], d->sub_len[idx]);
+	d->last_sub_fn = d->sub_fn[idx] ? (size_t)d->sub_fn[idx] - 1 : NOFN;
+	d->last_sub_wrapped = d->sub_wrapped[idx];
 	return 0;
 }
 
@@ -588,14 +621,36 @@ static int type(struct dm *d)
 		return -1;
 	}
 	int r = -1;
-	size_t from = d->len;
+	size_t from = d->len, fn = NOFN;
+	int wrapped = 0;
 	char c = *d->p;
 	const char *suffix = NULL;
 	if (c == 'P' || c == 'R' || c == 'O' || c == 'K' || c == 'V' || c == 'r') {
 		static const char *const text[] = {"*", "&", "&&", " const", " volatile", " restrict"};
 		suffix = text[c == 'P' ? 0 : c == 'R' ? 1 : c == 'O' ? 2 : c == 'K' ? 3 : c == 'V' ? 4 : 5];
 		d->p++;
-		if (type(d) == 0) {
+		int inner = type(d);
+		if (inner) {
+			r = -1;
+		} else if (d->fn_at != NOFN) {
+			/* a pointer or reference to a function: "void (*)(int)" */
+			fn = d->fn_at;
+			if (!d->fn_wrapped && (c == 'K' || c == 'V' || c == 'r')) {
+				r = -1;                  /* a cv-qualified function type: not read here */
+			} else if (!d->fn_wrapped) {
+				insert(d, fn, "()");
+				fn++;
+				insert(d, fn, suffix);
+				fn += strlen(suffix);
+				wrapped = 1;
+				r = 0;
+			} else {
+				insert(d, fn, suffix);
+				fn += strlen(suffix);
+				wrapped = 1;
+				r = 0;
+			}
+		} else {
 			int ref = c == 'R' || c == 'O';
 			size_t n = d->len - from;
 			/* references collapse (T = X&, then T&& is X&) */
@@ -603,15 +658,45 @@ static int type(struct dm *d)
 				d->len -= c == 'R';
 			else if (!(ref && n >= 1 && d->out[d->len - 1] == '&'))
 				puts_(d, suffix);
-			r = 0;
+			r = d->bad ? -1 : 0;
+		}
+	} else if (c == 'F') {
+		/* a function type: F [Y] <return type> <parameters> E, "void (int)" */
+		d->p++;
+		if (*d->p == 'Y')
+			d->p++;                          /* extern "C": not printed, as c++filt */
+		r = type(d);
+		if (!r && d->fn_at != NOFN)
+			r = -1;                          /* returning a function pointer: not read here */
+		if (!r) {
+			put(d, " ", 1);
+			fn = d->len;
+			put(d, "(", 1);
+			if (d->p[0] == 'v' && d->p[1] == 'E')
+				d->p++;
+			for (int n = 0; !r && *d->p != 'E'; n++) {
+				if (!*d->p || ((*d->p == 'R' || *d->p == 'O') && d->p[1] == 'E')) {
+					r = -1;                  /* the end, or a ref-qualified function type */
+					break;
+				}
+				if (n)
+					put(d, ", ", 2);
+				r = type(d);
+			}
+			if (!r) {
+				d->p++;
+				put(d, ")", 1);
+			}
 		}
 	} else if ((r = builtin(d)) <= 0) {
+		d->fn_at = NOFN;
 		d->depth--;
 		return r;                            /* builtins are never candidates */
 	} else if (c == 'N') {
 		const char *cv;
 		int rust = 0;
 		r = nested(d, 1, &cv, 0, &rust);
+		d->fn_at = NOFN;
 		d->depth--;
 		return r;                            /* its candidates are made inside */
 	} else if (c >= '0' && c <= '9') {
@@ -623,6 +708,9 @@ static int type(struct dm *d)
 	} else if (c == 'S') {
 		int std_prefix;
 		r = substitution(d, &std_prefix);
+		/* a substituted function type keeps its declarator's place */
+		d->fn_at = !r && !std_prefix && d->last_sub_fn != NOFN && *d->p != 'I' ? from + d->last_sub_fn : NOFN;
+		d->fn_wrapped = d->last_sub_wrapped;
 		if (!r && std_prefix) {
 			r = unqualified(d);            /* std::name: a new candidate */
 			if (!r)
@@ -632,6 +720,7 @@ static int type(struct dm *d)
 			r = template_args(d, 0);       /* the template-id is one */
 			if (!r)
 				candidate(d, from);
+			d->fn_at = NOFN;
 		}
 		d->depth--;
 		return r;
@@ -669,7 +758,9 @@ static int type(struct dm *d)
 		d->expanding = 0;
 	}
 	if (!r)
-		candidate(d, from);
+		candidate_fn(d, from, fn, wrapped);
+	d->fn_at = fn;
+	d->fn_wrapped = wrapped;
 	d->depth--;
 	return r;
 }
@@ -836,6 +927,7 @@ int uf_demangle(const char *mangled, char *out, size_t outlen)
 	if (mangled && mangled[0] == '_' && mangled[1] == 'R')
 		return uf_demangle_rust_v0(mangled, out, outlen);
 	memset(d, 0, sizeof *d);
+	d->fn_at = d->last_sub_fn = NOFN;
 	if (!mangled || mangled[0] != '_' || mangled[1] != 'Z' || outlen < 2)
 		return -1;
 	d->p = mangled + 2;
