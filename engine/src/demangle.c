@@ -8,8 +8,8 @@
  * names, templates, operators, constructors, std:: abbreviations,
  * substitutions, builtin, qualified and class parameter types, argument
  * packs and their expansions: emplace_back<Args...>, lambdas and other
- * local names, function types and pointers to them); anything else
- * (member pointers, expressions)
+ * local names, function types, pointers to them and to members); anything
+ * else (expressions in template arguments, cv-qualified function types)
  * makes it give up, and the report keeps the mangled name, which the JSON
  * keeps anyway for tools and `ufence report` renders with a full demangler.
  */
@@ -687,6 +687,40 @@ static int type(struct dm *d)
 				d->p++;
 				put(d, ")", 1);
 			}
+		}
+	} else if (c == 'M') {
+		/* a pointer to member: M <class> <member type>, "int Foo::*",
+		 * "void (Foo::*)(int) const" */
+		d->p++;
+		char cls[256];
+		size_t at = d->len;
+		r = type(d);
+		size_t cn = d->len - at;
+		if (!r && cn + 4 < sizeof cls) {
+			memcpy(cls, d->out + at, cn);
+			d->len = at;
+			const char *cv = "";
+			if (d->p[0] == 'K' && d->p[1] == 'F')
+				cv = " const", d->p++;
+			else if (d->p[0] == 'V' && d->p[1] == 'F')
+				cv = " volatile", d->p++;
+			size_t mfrom = d->len;
+			r = type(d);
+			memcpy(cls + cn, "::*", 4);
+			if (!r && d->fn_at != NOFN && !d->fn_wrapped) {
+				insert(d, d->fn_at, ")");
+				insert(d, d->fn_at, cls);
+				insert(d, d->fn_at, "(");
+				puts_(d, cv);
+			} else if (!r && d->fn_at == NOFN && !*cv && d->len > mfrom) {
+				put(d, " ", 1);
+				puts_(d, cls);
+			} else {
+				r = -1;
+			}
+			r = r || d->bad ? -1 : 0;
+		} else {
+			r = -1;
 		}
 	} else if ((r = builtin(d)) <= 0) {
 		d->fn_at = NOFN;

@@ -100,6 +100,8 @@ def test_names_a_report_is_made_of(demangler: Path) -> None:
         "_Z1fPPFviE": "f(void (**)(int))",
         "_Z1fSt8functionIFvvEE": "f(std::function<void ()>)",
         "_Z1fPFvvES0_": "f(void (*)(), void (*)())",
+        "_Z1fM3FooKFviE": "f(void (Foo::*)(int) const)",
+        "_Z1fM3Fooi": "f(int Foo::*)",
         # Rust's legacy scheme: the hash dropped, the escapes decoded, LLVM's suffix dropped
         "_ZN8rust_uaf13stale_pointer17h0123456789abcdefE": "rust_uaf::stale_pointer",
         "_ZN4core3ptr13drop_in_place17h0123456789abcdefE.llvm.1234": "core::ptr::drop_in_place",
@@ -115,7 +117,7 @@ def test_names_a_report_is_made_of(demangler: Path) -> None:
             "<[u8; 4] as core::default::Default>::default",
     }
     # beyond what it reads: the report keeps the symbol (lambdas, packs, plain C names)
-    refused = ["main", "_Z1fPKFviE", "_Z1fM3FooFviE", "_Z", "_ZN3foo", "_R4main", "_RNvB_3foo",
+    refused = ["main", "_Z1fPKFviE", "_Z1fIXadL_Z1gvEEEvv", "_Z", "_ZN3foo", "_R4main", "_RNvB_3foo",
                "_RNvCs_u3foo"]
     names = list(cases) + refused
     got = demangle(demangler, names)
