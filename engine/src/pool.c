@@ -785,9 +785,15 @@ void uf_pool_check_all(void)
 		 * function) is where the object came from, not the engine's exit hook. */
 		b.nframes = uf_depot_get(m->alloc_stack, b.frames, UF_MAX_FRAMES);
 		if (b.nframes <= 0) {
-			if (n < 0)
+			if (n < 0) {
+				/* under the pool lock: the module table must not take the
+				 * loader's lock here (a thread holding it may be waiting
+				 * for ours in malloc) */
+				uf_tls.no_refresh = 1;
 				n = uf_stack_capture((uintptr_t)__builtin_return_address(0),
 						     (uintptr_t)__builtin_frame_address(0), frames, uf_proc.stack_depth);
+				uf_tls.no_refresh = 0;
+			}
 			memcpy(b.frames, frames, (size_t)n * sizeof *frames);
 			b.nframes = n;
 		}

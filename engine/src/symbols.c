@@ -225,11 +225,12 @@ void uf_modules_refresh(int force)
  * a signal handler's malloc could have interrupted), something was loaded
  * since (else it is code of no module, JIT), and no one else holds the table
  * (trylock: the control thread may hold mods_mu waiting for the loader's
- * lock, which the loader may hold while it allocates). 1 if refreshed. The
- * callers filter is left to the control thread. */
+ * lock, which the loader may hold while it allocates), nor from a walk
+ * under the pool lock (uf_tls.no_refresh). 1 if refreshed. The callers
+ * filter is left to the control thread. */
 int uf_modules_refresh_now(void)
 {
-	if (_r_debug.r_state != RT_CONSISTENT)
+	if (uf_tls.no_refresh || _r_debug.r_state != RT_CONSISTENT)
 		return 0;
 	unsigned long long c[2] = {0, 0};
 	dl_iterate_phdr(counts_cb, c);

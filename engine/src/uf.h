@@ -134,6 +134,7 @@ struct uf_tls {
 	int stack_known;
 	uint32_t poll_stride;  /* thread-less interval: allocations between clock reads */
 	uint64_t polled_ns;    /* when this thread last read the clock for it */
+	int no_refresh;        /* a stack walked under the pool lock: no module-table refresh */
 };
 extern __thread struct uf_tls uf_tls __attribute__((tls_model("initial-exec")));
 int uf_gettid(void);
