@@ -75,6 +75,13 @@ def all_configs() -> list[Config]:
             "sample_interval=-1:num_objects={pool}:guard=uffd",
         ),
         Config(
+            "ufence-full-page",
+            "ufence",
+            "ufence full mode, guard=uffd, the whole page's canary checked at free (canary=page) instead of the "
+            "cache lines around the object",
+            "sample_interval=-1:num_objects={pool}:guard=uffd:canary=page",
+        ),
+        Config(
             "ufence-full-batch",
             "ufence",
             "ufence full mode, guard=uffd, freed pages revoked 64 at a time (revoke_batch=64: one TLB flush per "

@@ -10,9 +10,9 @@
  *
  * With revoke_batch=N, while frees come from more than one CPU (below), a
  * freed object's page stays mapped, the object's own bytes overwritten with
- * the canary so the whole page is canary, until N frees have collected (or
+ * the canary so all its check covers is canary, until N frees have collected (or
  * the oldest is REVOKE_AGE_NS old, seen at a later free or by the control
- * thread). Then every page of the batch is checked and all are dropped by
+ * thread). Then each page of the batch is checked and all are dropped by
  * one process_madvise(MADV_DONTNEED): one flush for N frees. The slots go
  * to the quarantine as usual; the next allocation of one gets a fresh
  * canary page through the userfaultfd.
@@ -50,7 +50,9 @@ static void report_late_write(uint32_t i, uintptr_t bad)
 	b.bug = UF_BUG_CORRUPTION;
 	b.access = -1;
 	b.addr = bad;
-	uf_canary_dump(bad, (bad | (uf_pool.page - 1)) + 1, &b);   /* to the page end */
+	uintptr_t lo, hi;
+	uf_canary_range(m, &lo, &hi);
+	uf_canary_dump(bad, hi, &b);   /* to the end of what is checked */
 	b.has_object = 1;
 	b.slot = i;
 	b.obj = *m;
@@ -69,8 +71,9 @@ static void revoke(const uint32_t *slots, uint32_t n)
 	uintptr_t pages[UF_REVOKE_MAX] = {0};
 	for (uint32_t k = 0; k < n; k++) {
 		pages[k] = uf_slot_page(slots[k]);
-		uintptr_t bad;
-		if (uf_canary_scan(pages[k], pages[k] + uf_pool.page, &bad))
+		uintptr_t bad, lo, hi;
+		uf_canary_range(&uf_pool.meta[slots[k]], &lo, &hi);
+		if (uf_canary_scan(lo, hi, &bad))
 			report_late_write(slots[k], bad);
 	}
 	/* a stray write between the check and the drop is lost with the page:

@@ -231,6 +231,10 @@ static inline uintptr_t uf_slot_page(uint32_t i)
 void uf_pool_open_page(uintptr_t page);
 int uf_pool_seal_page(uintptr_t page);       /* fault=abort: a marker, so it faults SIGSEGV */
 int uf_canary_first_bad(const struct uf_meta *m, uintptr_t *bad);
+/* canary= (settings.def order) and the short canary's unit: an L1 line */
+enum { UF_CANARY_AUTO = 0, UF_CANARY_PAGE = 1, UF_CANARY_SHORT = 2 };
+#define UF_CANARY_LINE 64u
+void uf_canary_range(const struct uf_meta *m, uintptr_t *lo, uintptr_t *hi);   /* what its check covers */
 static inline uint8_t uf_canary_byte(uintptr_t a)
 {
 	return (uint8_t)(0xaa ^ (a & 7));

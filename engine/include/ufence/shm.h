@@ -84,6 +84,7 @@ enum uf_slot_state {
 #define UF_SLOT_PAGE_ALLOC 2u  /* page-sized, page-aligned allocation */
 #define UF_SLOT_RIGHT      4u  /* placed at the right edge of its page */
 #define UF_SLOT_UNPROTECTED 8u /* a guard/object page was opened after a report */
+#define UF_SLOT_SHORT_CANARY 16u /* canary checked only in the cache lines around the object */
 
 struct uf_shm_setting {
 	int64_t value;                  /* int / bool / enum index; 0 for strings */

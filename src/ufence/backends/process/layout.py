@@ -54,7 +54,7 @@ DEGRADED_REASONS = {1: "no pool", 2: "no shared memory", 4: "no SIGSEGV handler"
 GUARD_MECHANISMS = {1: "madvise", 2: "mprotect", 3: "uffd"}
 
 SLOT_UNUSED, SLOT_ALLOCATED, SLOT_FREED = 0, 1, 2
-SLOT_FLAGS = {1: "reported", 2: "page_alloc", 4: "right", 8: "unprotected"}
+SLOT_FLAGS = {1: "reported", 2: "page_alloc", 4: "right", 8: "unprotected", 16: "short_canary"}
 
 _u8, _u16, _u32, _i32, _u64, _i64 = (ctypes.c_uint8, ctypes.c_uint16, ctypes.c_uint32, ctypes.c_int32,
                                       ctypes.c_uint64, ctypes.c_int64)
