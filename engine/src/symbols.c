@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <link.h>
 #include <pthread.h>
+#include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -18,6 +19,7 @@
 #include "uf.h"
 
 #define MAX_MODULES 512
+#define REFRESH_WAIT_SPINS 1000   /* yields, ~1 ms: a rebuild takes tens of microseconds */
 
 static struct uf_module mods[MAX_MODULES];
 static _Atomic uint32_t mods_seq;
@@ -191,6 +193,7 @@ static void rebuild_locked(const unsigned long long c[2])
 	last_subs = c[1];
 	atomic_store(&uf_modules_dirty, 0);
 	publish_shm();
+	uf_stat_add(UF_STAT_modules_rebuilt, 1);
 }
 
 /* the table was rebuilt from the allocation path: the callers filter
@@ -236,9 +239,22 @@ int uf_modules_refresh_now(void)
 	dl_iterate_phdr(counts_cb, c);
 	if (c[0] == last_adds && c[1] == last_subs)
 		return 0;
-	if (pthread_mutex_trylock(&mods_mu))
-		return 0;
-	rebuild_locked(c);
+	/* The control thread may be rebuilding the table for this very load
+	 * (its look came first): wait for it a little, or the walk would take
+	 * the frame-pointer step through the new module's frameless code. Only
+	 * a little: if this thread holds a loader lock from an outer call (a
+	 * dl_iterate_phdr callback that allocates), the holder may be waiting
+	 * for it. */
+	uint32_t gen = uf_modules_generation();
+	for (int k = 0; pthread_mutex_trylock(&mods_mu); k++) {
+		if (uf_modules_generation() != gen)
+			return 1;                            /* rebuilt meanwhile */
+		if (k >= REFRESH_WAIT_SPINS)
+			return 0;
+		sched_yield();
+	}
+	if (c[0] != last_adds || c[1] != last_subs)
+		rebuild_locked(c);
 	pthread_mutex_unlock(&mods_mu);
 	atomic_store(&callers_pending, 1);
 	atomic_store(&uf_modules_dirty, 1);          /* the control thread's next look */

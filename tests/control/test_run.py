@@ -59,6 +59,9 @@ def test_full_mode_python_malloc() -> None:
     r = _run("--mode", "full", "--", sys.executable, "-c", "import os;print(os.environ.get('PYTHONMALLOC'))")
     assert r.stdout.strip().splitlines()[-1] == "malloc"
     assert "PYTHONMALLOC=malloc" in r.stderr
+    r = _run("--mode", "full", "--", "sh", "-c", "echo $PYTHONMALLOC")
+    assert r.stdout.strip().splitlines()[-1] == "malloc", "set for every program: a script may start Python"
+    assert "PYTHONMALLOC" not in r.stderr, "said only where the program is Python"
     e = _env_of("--mode", "full", env={"PYTHONMALLOC": "pymalloc"})
     assert e["PYTHONMALLOC"] == "pymalloc", "the user's choice wins"
     e = _env_of("--mode", "full", "--no-python-malloc")

@@ -156,6 +156,9 @@ def test_frameless_dlopened_library(prog: Prog, run_ufence: RunFn, unwind: str) 
         assert r.object.alloc.frames[1].module is not None and "libdlframeless" in r.object.alloc.frames[1].module
     else:
         assert alloc[0] == "dl_inner" and "dl_outer" not in alloc, alloc
+    # the module table was rebuilt for the unloads (the control thread's look in each 150 ms pause) and,
+    # under cfi, for each load too (the allocation path's refresh for an address in no known module)
+    assert run.value("rebuilt_after") - run.value("rebuilt_before") >= (3 if unwind == "cfi" else 2), d
 
 
 def test_jit_code_walked_by_frame_pointer(prog: Prog, run_ufence: RunFn) -> None:
@@ -172,3 +175,6 @@ def test_jit_code_walked_by_frame_pointer(prog: Prog, run_ufence: RunFn) -> None
     jit = run.value("jit")
     assert frames[0].pc is not None and jit <= frames[0].pc < jit + 32 and frames[0].module is None, d
     assert funcs(frames)[1] == "main", d
+    # 0.3 s of allocations from code of no module, past the control thread's 100 ms looks: nothing was
+    # loaded, so nothing is rebuilt (a rebuild would make every JIT address's rule be decoded again)
+    assert run.value("rebuilt_in_loop") == 0, d

@@ -188,7 +188,8 @@ def _parse(out: str) -> dict[str, float]:
 
 _CONFIGS = (
     "none", "ufence-off", "ufence-100ms", "ufence-10ms", "ufence-1ms", "ufence-1in1000", "ufence-1in100",
-    "ufence-full", "ufence-full-page", "ufence-full-batch", "ufence-full-madvise", "ufence-full-mprotect", "efence", "duma",
+    "ufence-full", "ufence-full-page", "ufence-full-batch", "ufence-full-madvise", "ufence-full-mprotect",
+    "efence", "duma",
     "scudo", "scudo-gwp-1000", "scudo-gwp-100",
 )
 

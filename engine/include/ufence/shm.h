@@ -57,7 +57,8 @@
 	X(fork_children)        /* forks seen */                             \
 	X(pages_recycled)       /* freed pages moved to the next slot (uffd) */ \
 	X(pages_revoked_batched) /* freed pages dropped in batches (revoke_batch) */ \
-	X(reports_deduplicated) /* bugs not printed: same kind and code address as one that was */
+	X(reports_deduplicated) /* bugs not printed: same kind and code address as one that was */ \
+	X(modules_rebuilt)      /* module table rebuilt: a dlopen or dlclose seen */
 
 enum uf_stat {
 #define UF_STAT_ENUM(name) UF_STAT_##name,

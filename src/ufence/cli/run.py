@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -133,10 +134,32 @@ def build_env(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
     if pm is None:
         pm = mode == "full" and "PYTHONMALLOC" not in base
     if pm:
+        # set for every program (a shell script may start Python), said only where it is Python
         env["PYTHONMALLOC"] = "malloc"
-        print("ufence: PYTHONMALLOC=malloc (Python objects go through malloc and can be guarded; "
-              "--no-python-malloc to keep pymalloc)", file=sys.stderr)
+        if args.python_malloc is None and _is_python(_command(args), env):
+            print("ufence: PYTHONMALLOC=malloc (Python objects go through malloc and can be guarded; "
+                  "--no-python-malloc to keep pymalloc)", file=sys.stderr)
     return env
+
+
+def _command(args: argparse.Namespace) -> str:
+    cmd = [c for c in args.cmd if c != "--"][:1]
+    return cmd[0] if cmd else ""
+
+
+def _is_python(cmd: str, env: dict[str, str]) -> bool:
+    """CMD is a Python interpreter, or a script whose #! line names one."""
+    path = shutil.which(cmd, path=env.get("PATH")) if cmd else None
+    if not path:
+        return False
+    if os.path.basename(os.path.realpath(path)).startswith(("python", "pypy")):
+        return True
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"python" in first
 
 
 def run(args: argparse.Namespace) -> int:

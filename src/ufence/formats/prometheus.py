@@ -24,6 +24,7 @@ _COUNTERS = {
     "total_allocations", "total_frees", "total_bugs", "skipped_incompatible", "skipped_capacity",
     "skipped_covered", "skipped_filtered", "reports_written", "reports_suppressed", "depot_full",
     "settings_refused", "fork_children", "pages_recycled", "pages_revoked_batched", "reports_deduplicated",
+    "modules_rebuilt",
     "total_slab_allocations",
     "seen_allocations",
 }

@@ -48,6 +48,7 @@ STAT_NAMES: tuple[str, ...] = (
     "pages_recycled",
     "pages_revoked_batched",
     "reports_deduplicated",
+    "modules_rebuilt",
 )
 
 DEGRADED_REASONS = {1: "no pool", 2: "no shared memory", 4: "no SIGSEGV handler", 8: "no guard mechanism"}
