@@ -31,7 +31,7 @@ class Config:
     name: str
     kind: str  # "base" | "ufence" | "peer"
     what: str  # one line for the tables
-    options: str = ""  # UFENCE_OPTIONS (ufence kinds); {pool} = workload's pool size
+    options: str = ""  # UFENCE_OPTIONS (ufence kinds); full mode adds the case's num_objects, if it has one
     preload: str = ""  # peer library
     env: dict[str, str] = field(default_factory=dict)
     wrapper: tuple[str, ...] = ()  # e.g. valgrind
@@ -43,7 +43,10 @@ class Config:
             if not engine:
                 raise ValueError("no engine")
             env["LD_PRELOAD"] = engine
-            env["UFENCE_OPTIONS"] = self.options.format(pool=pool)
+            opts = self.options
+            if pool and "sample_interval=-1" in opts:
+                opts += f":num_objects={pool}"
+            env["UFENCE_OPTIONS"] = opts
         elif self.preload:
             env["LD_PRELOAD"] = self.preload
         return env
@@ -72,33 +75,33 @@ def all_configs() -> list[Config]:
             "ufence-full",
             "ufence",
             "ufence full mode, the default guard here: guard regions + pages recycled by UFFDIO_MOVE (guard=uffd)",
-            "sample_interval=-1:num_objects={pool}:guard=uffd",
+            "sample_interval=-1:guard=uffd",
         ),
         Config(
             "ufence-full-page",
             "ufence",
             "ufence full mode, guard=uffd, the whole page's canary checked at free (canary=page) instead of the "
             "cache lines around the object",
-            "sample_interval=-1:num_objects={pool}:guard=uffd:canary=page",
+            "sample_interval=-1:guard=uffd:canary=page",
         ),
         Config(
             "ufence-full-batch",
             "ufence",
             "ufence full mode, guard=uffd, freed pages revoked 64 at a time (revoke_batch=64: one TLB flush per "
             "64 frees; use-after-free writes caught at revocation, reads in the window missed)",
-            "sample_interval=-1:num_objects={pool}:guard=uffd:revoke_batch=64",
+            "sample_interval=-1:guard=uffd:revoke_batch=64",
         ),
         Config(
             "ufence-full-madvise",
             "ufence",
             "ufence full mode, guard regions only (MADV_GUARD_INSTALL, no userfaultfd)",
-            "sample_interval=-1:num_objects={pool}:guard=madvise",
+            "sample_interval=-1:guard=madvise",
         ),
         Config(
             "ufence-full-mprotect",
             "ufence",
             "ufence full mode, mprotect fallback",
-            "sample_interval=-1:num_objects={pool}:guard=mprotect",
+            "sample_interval=-1:guard=mprotect",
         ),
         Config(
             "efence",

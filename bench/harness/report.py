@@ -143,7 +143,9 @@ def write(out: Path, docs_dir: Path, quick: bool, note: str = "") -> tuple[Path,
         lines += [f"## {doc['workload']}", "", doc["what"] + ".", ""]
         for case in doc["cases"]:
             lines += [f"### {doc['workload']} / {case['name']}: {case['what']}", "",
-                      f"Command: `{case['command']}`; ufence full-mode pool: num_objects={case['pool']}.", ""]
+                      f"Command: `{case['command']}`; ufence full-mode pool: "
+                      + (f"num_objects={case['pool']}." if case["pool"] else
+                         "the engine's default (4095 slots, doubled while all are live)."), ""]
             lines += [*case_table(doc, case), ""]
     if docs:
         lines += ["## Configurations", "", "| name | what | settings |", "|---|---|---|"]

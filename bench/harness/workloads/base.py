@@ -30,7 +30,9 @@ class Case:
     name: str
     what: str
     params: dict[str, Any] = field(default_factory=dict)
-    pool: int = 200000  # ufence num_objects for full mode
+    # ufence num_objects for full mode; 0 = the engine's default, as `ufence run --mode full` gives
+    # (4095 slots, doubled while every one is live): the pool follows the live set
+    pool: int = 0
     configs: tuple[str, ...] | None = None  # None = every configuration
     reps: int = 0  # cap on repetitions (0 = the run's --reps): the 1M-object case is long
 

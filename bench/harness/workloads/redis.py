@@ -36,7 +36,7 @@ class Redis(Workload):
 
     def cases(self, quick: bool) -> list[Case]:
         n, keys = (2000, 500) if quick else (50000, 20000)
-        return [Case("c20", f"{n} requests per test, {keys} random keys", {"n": n, "keys": keys}, 200000,
+        return [Case("c20", f"{n} requests per test, {keys} random keys", {"n": n, "keys": keys},
                      configs=_CONFIGS)]
 
     def command(self, case: Case) -> str:
