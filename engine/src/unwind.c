@@ -438,7 +438,10 @@ static __attribute__((noinline)) uint64_t rule_slow(uintptr_t pc, uint32_t set, 
 	uint64_t unknown = 0;
 	uint32_t gen = uf_modules_generation();      /* before the lookup: a refresh after it retries */
 	int found = uf_module_eh(pc, &eh);
-	if (found < 0 && may_refresh && uf_modules_refresh_now()) {
+	/* refreshed now, or by the control thread since the lookup (then the
+	 * refresh finds nothing left to do): look again (a seqlock read, fine
+	 * in a signal handler too) */
+	if (found < 0 && ((may_refresh && uf_modules_refresh_now()) || uf_modules_generation() != gen)) {
 		gen = uf_modules_generation();
 		found = uf_module_eh(pc, &eh);
 	}
