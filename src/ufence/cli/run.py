@@ -136,15 +136,16 @@ def build_env(args: argparse.Namespace, base: dict[str, str]) -> dict[str, str]:
     if pm:
         # set for every program (a shell script may start Python), said only where it is Python
         env["PYTHONMALLOC"] = "malloc"
-        if args.python_malloc is None and _is_python(_command(args), env):
+        if args.python_malloc is None and _is_python(next(iter(_argv(args)), ""), env):
             print("ufence: PYTHONMALLOC=malloc (Python objects go through malloc and can be guarded; "
                   "--no-python-malloc to keep pymalloc)", file=sys.stderr)
     return env
 
 
-def _command(args: argparse.Namespace) -> str:
-    cmd = [c for c in args.cmd if c != "--"][:1]
-    return cmd[0] if cmd else ""
+def _argv(args: argparse.Namespace) -> list[str]:
+    """CMD ARGS, without the '--' that separates them from ufence's options."""
+    cmd = list(args.cmd)
+    return cmd[1:] if cmd and cmd[0] == "--" else cmd
 
 
 def _is_python(cmd: str, env: dict[str, str]) -> bool:
@@ -163,9 +164,7 @@ def _is_python(cmd: str, env: dict[str, str]) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    cmd = list(args.cmd)
-    if cmd and cmd[0] == "--":
-        cmd = cmd[1:]
+    cmd = _argv(args)
     if not cmd:
         raise UsageError("no command given: ufence run [OPTIONS] -- CMD ARGS...")
     env = build_env(args, dict(os.environ))
