@@ -486,6 +486,42 @@ static int recycle_page(uintptr_t src, uint32_t dst, const struct uf_meta *from,
 	return e == EEXIST;
 }
 
+/* The slots the next allocation and the next free will take have sat in a
+ * FIFO since they were queued (the ready slots for ~64 allocations, the
+ * quarantine's head for thousands): their metadata (80 bytes, two lines),
+ * shm record and, for a ready slot, the mapping of its page are cold. In
+ * mariadbd those first loads were the larger part of pop() and of
+ * publishing a record (bench/profile.md). Touching them ahead, before the
+ * stack walk, overlaps the misses with it. The heads are read without the
+ * lock: a stale one only prefetches a line that is not needed. */
+static inline void prefetch_meta(uint32_t i)
+{
+	if (i >= uf_pool.initialized)
+		return;
+	const char *m = (const char *)&uf_pool.meta[i];
+	__builtin_prefetch(m, 1);
+	__builtin_prefetch(m + sizeof(struct uf_meta) - 1, 1);
+}
+
+static inline void prefetch_record(uint32_t i)
+{
+	if (uf_shm.slots && i < uf_pool.reserved_slots)
+		__builtin_prefetch(&uf_shm.slots[i], 1);
+}
+
+/* the slot the next allocation will take: meta, record and its page (a
+ * prefetch walks the page tables, so the TLB miss on a page moved in at a
+ * free is paid here too) */
+static void prefetch_next_alloc(void)
+{
+	uint32_t i = __atomic_load_n(&uf_pool.ready.head, __ATOMIC_RELAXED);
+	if (i == NONE || i >= uf_pool.initialized)
+		return;
+	prefetch_meta(i);
+	prefetch_record(i);
+	__builtin_prefetch((const void *)uf_slot_page(i), 1);
+}
+
 void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintptr_t fp)
 {
 	if (!uf_pool.ok)
@@ -497,14 +533,19 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 		uf_stat_add(UF_STAT_skipped_capacity, 1);
 		return NULL;
 	}
+	prefetch_next_alloc();
 	uintptr_t frames[UF_MAX_FRAMES];
 	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
-	uint32_t ch = cover_hash(frames, n);
+	/* skip-covered is a sampling heuristic: as in Anolis, full mode guards
+	 * every allocation while the pool lasts, and keeps its objects out of
+	 * the filter (four locked adds a malloc+free saved; after a switch to
+	 * sampling the filter sees only objects sampled since, which errs
+	 * towards guarding) */
+	int sampling = __atomic_load_n(&uf_mode, __ATOMIC_RELAXED) != UF_GATE_FULL;
+	uint32_t ch = sampling ? cover_hash(frames, n) : 0;
 	uint32_t limit = uf_pool.limit;
 	int64_t thresh = uf_cur[UF_SET_skip_covered_thresh].v;
-	/* skip-covered is a sampling heuristic: as in Anolis, full mode guards
-	 * every allocation while the pool lasts */
-	if (uf_mode != UF_GATE_FULL && limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit &&
+	if (sampling && limit && (uint64_t)atomic_load(&uf_pool.live) * 100 >= (uint64_t)thresh * limit &&
 	    bloom_has(ch)) {
 		uf_stat_add(UF_STAT_skipped_covered, 1);
 		return NULL;
@@ -522,9 +563,8 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	size_t page = uf_pool.page;
 	uintptr_t pg = uf_slot_page(i);
 	struct uf_meta *m = &uf_pool.meta[i];
-	if (ready) {
-		uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)page);
-	} else if (open_slot(i, pg)) {
+	/* a ready slot's page was counted resident already */
+	if (!ready && open_slot(i, pg)) {
 		uf_pool_lock();
 		fifo_push_front(&uf_pool.quarantine, i);
 		uf_pool_unlock();
@@ -565,12 +605,15 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	m->free_ns = 0;
 	m->open = 0;
 	m->cover_hash = ch;
+	m->in_bloom = (uint8_t)sampling;
 	atomic_store_explicit(&m->state, UF_SLOT_ALLOCATED, memory_order_release);
-	bloom_add(ch, 1);
+	if (sampling)
+		bloom_add(ch, 1);
 	atomic_fetch_add(&uf_pool.live, 1);
 	uf_stat_add(UF_STAT_currently_allocated, 1);
 	uf_stat_add(UF_STAT_total_allocations, 1);
-	uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)page);
+	if (!ready)
+		uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)page);
 	uf_shm_slot_publish(i, m);
 	return (void *)addr;
 }
@@ -624,8 +667,15 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	uintptr_t frames[UF_MAX_FRAMES];
 	int in = uf_tls.in_engine;
 	uf_tls.in_engine = 1;
-	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
 	int64_t i = slot_of(a);
+	if (i >= 0) {
+		/* this object's meta and record (cold if it lived long), and the
+		 * quarantine head the move will give its page to */
+		prefetch_meta((uint32_t)i);
+		prefetch_record((uint32_t)i);
+		prefetch_meta(__atomic_load_n(&uf_pool.quarantine.head, __ATOMIC_RELAXED));
+	}
+	int n = uf_stack_capture(caller, fp, frames, uf_proc.stack_depth);
 	if (i < 0) {
 		free_report(UF_BUG_INVALID_FREE, a, -1, NULL, frames, n);
 		goto out;
@@ -657,7 +707,9 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	uint8_t open = m->open;
 	m->open = 0;
 	m->flags &= ~UF_SLOT_UNPROTECTED;
-	bloom_add(m->cover_hash, -1);
+	if (m->in_bloom)
+		bloom_add(m->cover_hash, -1);
+	m->in_bloom = 0;
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
 	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
 	/* revoke_batch: while frees come from more than one CPU, the page
@@ -713,12 +765,12 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	atomic_fetch_sub(&uf_pool.live, 1);
 	struct uf_meta copy = *m;
 	uf_pool_unlock();
-	if (dst_ready)
-		uf_stat_add(UF_STAT_pool_resident_bytes, (int64_t)uf_pool.page);
+	/* the freed page left (unless deferred); a page moved to dst stays */
+	int64_t resident = (dst_ready ? 1 : 0) - (defer ? 0 : 1);
+	if (resident)
+		uf_stat_add(UF_STAT_pool_resident_bytes, resident * (int64_t)uf_pool.page);
 	uf_stat_add(UF_STAT_currently_allocated, -1);
 	uf_stat_add(UF_STAT_total_frees, 1);
-	if (!defer)
-		uf_stat_add(UF_STAT_pool_resident_bytes, -(int64_t)uf_pool.page);
 	uf_shm_slot_publish((uint32_t)i, &copy);
 	if (defer)
 		uf_revoke_defer((uint32_t)i);

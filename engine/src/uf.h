@@ -173,7 +173,7 @@ struct uf_meta {
 	uint8_t inlist;
 	uint8_t open;          /* pages opened after a report: UF_OPEN_* */
 	_Atomic uint8_t page;  /* guard=uffd: UF_PAGE_* behind the object page */
-	uint8_t pad;
+	uint8_t in_bloom;      /* counted in the skip-covered filter (sampled) */
 	/* guard=uffd, a page moved in: the page offsets that may not hold
 	 * canary (the previous object's bytes); the rest is known canary */
 	uint32_t dirty_lo, dirty_hi;
