@@ -493,8 +493,11 @@ static int recycle_page(uintptr_t src, uint32_t dst, const struct uf_meta *from,
  * mariadbd those first loads were the larger part of pop() and of
  * publishing a record (bench/profile.md). Touching them ahead, before the
  * stack walk, overlaps the misses with it. The heads are read without the
- * lock: a stale one only prefetches a line that is not needed. */
-static inline void prefetch_meta(uint32_t i)
+ * lock: a stale one only prefetches a line that is not needed.
+ * always_inline: GCC's pure-function analysis takes a function made of
+ * prefetches alone for one without effect and drops the calls to it. */
+#define UF_PREFETCH_FN static inline __attribute__((always_inline)) void
+UF_PREFETCH_FN prefetch_meta(uint32_t i)
 {
 	if (i >= uf_pool.initialized)
 		return;
@@ -503,7 +506,7 @@ static inline void prefetch_meta(uint32_t i)
 	__builtin_prefetch(m + sizeof(struct uf_meta) - 1, 1);
 }
 
-static inline void prefetch_record(uint32_t i)
+UF_PREFETCH_FN prefetch_record(uint32_t i)
 {
 	if (uf_shm.slots && i < uf_pool.reserved_slots)
 		__builtin_prefetch(&uf_shm.slots[i], 1);
@@ -512,7 +515,7 @@ static inline void prefetch_record(uint32_t i)
 /* the slot the next allocation will take: meta, record and its page (a
  * prefetch walks the page tables, so the TLB miss on a page moved in at a
  * free is paid here too) */
-static void prefetch_next_alloc(void)
+UF_PREFETCH_FN prefetch_next_alloc(void)
 {
 	uint32_t i = __atomic_load_n(&uf_pool.ready.head, __ATOMIC_RELAXED);
 	if (i == NONE || i >= uf_pool.initialized)
