@@ -518,7 +518,7 @@ UF_PREFETCH_FN prefetch_record(uint32_t i)
 UF_PREFETCH_FN prefetch_next_alloc(void)
 {
 	uint32_t i = __atomic_load_n(&uf_pool.ready.head, __ATOMIC_RELAXED);
-	if (i == NONE || i >= uf_pool.initialized)
+	if (i >= uf_pool.initialized)      /* NONE included */
 		return;
 	prefetch_meta(i);
 	prefetch_record(i);
@@ -581,7 +581,7 @@ void *uf_pool_alloc(size_t size, size_t align, int zero, uintptr_t caller, uintp
 	if (addr < pg)
 		addr = pg;
 	int64_t cm = uf_cur[UF_SET_canary].v;
-	int short_canary = cm == UF_CANARY_SHORT || (cm == UF_CANARY_AUTO && uf_mode == UF_GATE_FULL);
+	int short_canary = cm == UF_CANARY_SHORT || (cm == UF_CANARY_AUTO && !sampling);
 	m->addr = addr;
 	m->size = size;
 	m->flags = (right ? UF_SLOT_RIGHT : 0) | (size == page ? UF_SLOT_PAGE_ALLOC : 0) |
@@ -713,7 +713,6 @@ void uf_pool_free(void *p, uintptr_t caller, uintptr_t fp)
 	m->flags &= ~UF_SLOT_UNPROTECTED;
 	if (m->in_bloom)
 		bloom_add(m->cover_hash, -1);
-	m->in_bloom = 0;
 	int uffd = uf_guard_mech == UF_GUARD_UFFD;
 	uint64_t mybit = uffd ? 1ull << ((unsigned)sched_getcpu() & 63) : 0;
 	/* revoke_batch: while frees come from more than one CPU, the page
